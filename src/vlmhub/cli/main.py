@@ -1,0 +1,241 @@
+"""``vlmhub`` command line: thin wrappers over :class:`vlmhub.Hub` and friends.
+
+Every :class:`~vlmhub.errors.VlmhubError` becomes ``vlmhub: error: <message>`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _settings(args):
+    from ..settings import Settings
+
+    kw = {}
+    if getattr(args, "home", None):
+        kw["home"] = Path(args.home)
+    if getattr(args, "data_dir", None):
+        kw["data_dir"] = Path(args.data_dir)
+    s = Settings(**kw)
+    args.settings = s
+    return s
+
+
+def _hub(args):
+    from ..hub import Hub
+
+    ids = [m for m in args.models.split(",") if m] if getattr(args, "models", None) else None
+    return Hub(_settings(args), model_ids=ids)
+
+
+def _task(arg: str, settings):
+    from ..errors import TaskError
+    from ..tasks import load_task
+
+    p = Path(arg)
+    if not p.exists() and settings.data_dir is not None and (settings.data_dir / "images" / arg).is_dir():
+        p = settings.data_dir / "images" / arg
+    if not p.exists():
+        raise TaskError(f"task {arg!r} not found: pass a task JSON file, a task folder with dataset.json, or a shared target name.")
+    return load_task(p)
+
+
+def _config(args) -> dict:
+    cfg = {}
+    if getattr(args, "alpha", None) is not None:
+        cfg["alpha"] = args.alpha
+    if getattr(args, "nodes", None) is not None:
+        cfg["k_nodes"] = args.nodes
+    if getattr(args, "metric", None):
+        cfg["metric"] = args.metric
+    if getattr(args, "captions", None):
+        cfg["caption_sources"] = tuple(s for s in args.captions.split(",") if s)
+    if getattr(args, "normalize_z", False):
+        cfg["normalize_z"] = True
+    return cfg
+
+
+def cmd_label(args) -> int:
+    hub = _hub(args)
+    samples = [s for s in args.samples.split(",") if s] if args.samples else None
+    graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
+    print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
+          f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
+    report = hub.label(force=args.force, progress=not args.quiet, graph=graph)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        for key, sec in report.seconds.items():
+            print(f"labeled trunk {key} in {sec:.1f} s")
+        if report.skipped:
+            print(f"already labeled: {', '.join(report.skipped)}")
+        print(f"labels in {hub.settings.labels_dir} (graph {graph.version})")
+    return 0
+
+
+def cmd_select(args) -> int:
+    hub = _hub(args)
+    task = _task(args.task, hub.settings)
+    sel = hub.select(task, k=args.k, **_config(args))
+    print(json.dumps(sel.to_dict(), indent=1) if args.json else sel.format())
+    return 0
+
+
+def cmd_predict(args) -> int:
+    hub = _hub(args)
+    task = _task(args.task, hub.settings)
+    rows = hub.predict(task, args.images, k=args.k, weighting=args.weighting, **_config(args))
+    if args.json:
+        print(json.dumps({"task": task.name, "predictions": rows}, indent=1))
+    else:
+        for r in rows:
+            print(f"{r['image']}\t{r['class']}\t{r['confidence']:.3f}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ..errors import TaskError
+    from ..evaluation import evaluate_task
+
+    hub = _hub(args)
+    task = _task(args.task_dir, hub.settings)
+    if task.root is None:
+        raise TaskError(f"{args.task_dir} is a task file without images; evaluate needs a task folder (ImageFolder + dataset.json).")
+    ids = hub.labeled_model_ids()
+    hub.selector()  # fails early with a clear message if labels are missing
+    res = evaluate_task(task, hub.models(ids), hub.selector(**_config(args)), hub.settings, weighting=args.weighting,
+                        limit_per_class=args.limit_per_class, progress=not args.quiet)
+    print(json.dumps(res.to_dict(detail=args.detail), indent=1) if args.json else res.format())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Label the offline default hub and evaluate every shared target: the README's main job."""
+    from ..evaluation import evaluate_task
+
+    hub = _hub(args)
+    print(f"vlmhub demo: hub home {hub.settings.home}", file=sys.stderr)
+    graph = hub.build_graph(None)
+    print(f"semantic graph {graph.version}: {len(graph)} WordNet nodes, {len(graph.image_ids())} sample images", file=sys.stderr)
+    hub.label(graph=graph, progress=not args.quiet)
+    targets = [t for t in args.targets.split(",") if t]
+    rows = []
+    for t in targets:
+        task = _task(t, hub.settings)
+        res = evaluate_task(task, hub.models(hub.labeled_model_ids()), hub.selector(), hub.settings,
+                            limit_per_class=args.limit_per_class, progress=not args.quiet)
+        rows.append(res)
+        print(res.format(), file=sys.stderr)
+    methods = list(rows[0].accuracy) if rows else []
+    print("\n| dataset | images | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for r in rows:
+        print(f"| {r.dataset} | {r.n_images} | " + " | ".join(f"{r.accuracy[m]:.3f}" for m in methods) + " |")
+    if rows:
+        print("| **mean** | | " + " | ".join(f"**{sum(r.accuracy[m] for r in rows) / len(rows):.3f}**" for m in methods) + " |")
+    sel = hub.select(_task(targets[0], hub.settings), k=3)
+    print("\nWhat MLL chose for " + targets[0] + " (no model ran to choose):\n" + sel.format())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vlmhub", description="Select and reuse vision-language models with Model Label Learning.")
+    p.add_argument("--home", help="hub folder (default: $VLMHUB_HOME or ~/.cache/vlmhub)")
+    p.add_argument("--data-dir", help="shared data folder (default: $VLMHUB_DATA or shared/data beside the checkout)")
+    p.add_argument("--version", action="version", version="vlmhub 0.1.0")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp, models=True):
+        if models:
+            sp.add_argument("--models", help="comma-separated model ids (default: the whole hub)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    def selection_opts(sp):
+        sp.add_argument("--k", type=int, default=3, help="models per class (default 3)")
+        sp.add_argument("--alpha", type=float, help="class vs. global weight of Eq. 7 (default 0.7)")
+        sp.add_argument("--nodes", type=int, help="graph nodes matched per class (default 5)")
+        sp.add_argument("--metric", choices=["precision", "f1"], help="Eq. 5 precision (default) or the official code's F1")
+        sp.add_argument("--captions", help="caption sources, comma-separated: user,template,wordnet,llm")
+        sp.add_argument("--normalize-z", action="store_true", help="normalise each class's column of Z to sum 1")
+
+    sp = sub.add_parser("label", help="label every hub model not yet labeled (Eq. 2-4)")
+    common(sp)
+    sp.add_argument("--samples", help="concept-sample sets (names under images/ or folders), comma-separated")
+    sp.add_argument("--max-images", type=int, default=75, help="images per graph node (default 75)")
+    sp.add_argument("--max-per-concept", type=int, help="use at most N images of each concept folder")
+    sp.add_argument("--force", action="store_true", help="recompute labels from scratch")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_label)
+
+    sp = sub.add_parser("select", help="choose models per class for a task (no model runs)")
+    sp.add_argument("task", help="task JSON file, task folder, or shared target name")
+    common(sp)
+    selection_opts(sp)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_select)
+
+    sp = sub.add_parser("predict", help="classify images with the selected ensemble (Eq. 8-10)")
+    sp.add_argument("task")
+    sp.add_argument("images", nargs="+", help="image files or folders")
+    common(sp)
+    selection_opts(sp)
+    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="entropy")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_predict)
+
+    sp = sub.add_parser("evaluate", help="accuracy of INB, best single, MLL k=1/3 and the per-class oracle")
+    sp.add_argument("task_dir", help="ImageFolder with dataset.json (or a shared target name)")
+    common(sp)
+    selection_opts(sp)
+    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="entropy")
+    sp.add_argument("--limit-per-class", type=int, help="evaluate on a seeded subset of N images per class")
+    sp.add_argument("--detail", action="store_true", help="with --json: per-model accuracy and selections")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("demo", help="label the offline hub and evaluate the shared targets (README main job)")
+    common(sp)
+    sp.add_argument("--targets", default="cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5")
+    sp.add_argument("--limit-per-class", type=int, default=50)
+    sp.set_defaults(func=cmd_demo)
+
+    for mod in ("models_cmd", "tables_cmd", "bench_cmd"):
+        try:
+            m = __import__(f"vlmhub.cli.{mod}", fromlist=["register"])
+        except ImportError:
+            continue
+        m.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import VlmhubError
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if not hasattr(args, "settings"):
+        _settings(args)
+    try:
+        return int(args.func(args) or 0)
+    except VlmhubError as exc:
+        print(f"vlmhub: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vlmhub: interrupted; finished work is kept, run the command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

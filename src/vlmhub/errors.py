@@ -1,0 +1,81 @@
+"""Exception hierarchy of vlmhub.
+
+Every error a user can cause derives from :class:`VlmhubError` and carries a message that names the
+problem *and* the fix. The CLI turns any :class:`VlmhubError` into a one-line message and exit code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VlmhubError",
+    "ConfigError",
+    "TaskError",
+    "DataError",
+    "ImageError",
+    "UnknownModelError",
+    "ModelCheckError",
+    "LabelError",
+    "NotLabeledError",
+    "MissingExtraError",
+    "TableError",
+]
+
+
+class VlmhubError(Exception):
+    """Base class of every error vlmhub raises on bad input or a bad environment."""
+
+
+class ConfigError(VlmhubError):
+    """Settings, paths or the environment are wrong (e.g. WordNet or the data folder cannot be found)."""
+
+
+class TaskError(VlmhubError):
+    """A task description is missing, malformed or inconsistent (no classes, duplicate classes, ...)."""
+
+
+class DataError(VlmhubError):
+    """A data folder or data file is missing or malformed."""
+
+
+class ImageError(DataError):
+    """An image cannot be read or decoded."""
+
+
+class UnknownModelError(VlmhubError, KeyError):
+    """A model id is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelCheckError(VlmhubError):
+    """A model failed the admission checks and was not added to the hub."""
+
+    def __init__(self, message: str, report: object | None = None):
+        super().__init__(message)
+        self.report = report
+
+
+class LabelError(VlmhubError):
+    """A stored model label is missing, corrupt or inconsistent with the model or graph."""
+
+
+class NotLabeledError(LabelError):
+    """Selection needs labels that have not been computed yet."""
+
+
+class MissingExtraError(VlmhubError, ImportError):
+    """An optional dependency is not installed; the message says which ``pip install`` to run."""
+
+
+class TableError(DataError):
+    """A performance table is missing, malformed or does not fit the protocol."""
+
+
+def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:
+    """Build the error raised when an optional dependency is needed but absent."""
+    return MissingExtraError(
+        f"{purpose} needs the optional package '{package}', which is not installed. "
+        f"Install it with: pip install 'vlmhub[{extra}]'"
+    )

@@ -1,0 +1,159 @@
+"""The front door: a :class:`Hub` ties settings, the model registry, the semantic graph and the labels.
+
+>>> from vlmhub import Hub, load_task
+>>> hub = Hub()                              # ~/.cache/vlmhub, or VLMHUB_HOME
+>>> hub.label()                              # once per model (Eq. 2-4)
+>>> sel = hub.select(load_task("cifar10-test/dataset.json"), k=3)   # Eq. 5-7, no model runs
+>>> print(sel.format())
+>>> hub.predict(task, ["img1.png", "img2.png"])                     # Eq. 8-10
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .concepts.graph import SemanticGraph, build_graph, current_graph, save_graph
+from .concepts.samples import DEFAULT_SAMPLE_SETS, scan_sample_set
+from .errors import DataError, NotLabeledError
+from .labeling import LabelReport, LabelStore, label_models
+from .models import create_model, get_spec, list_models
+from .models.base import ZeroShotModel
+from .reuse.ensemble import MLLEnsemble, Weighting
+from .selection.mll import MLLConfig, MLLSelector, Selection
+from .settings import Settings, get_settings
+from .tasks import Task
+
+__all__ = ["Hub", "hub_model_ids"]
+
+
+def hub_model_ids(tags: Sequence[str] = ("default", "user")) -> list[str]:
+    """Registered ids carrying any of ``tags`` (the offline default hub plus user-added models)."""
+    ids: dict[str, None] = {}
+    for t in tags:
+        for i in list_models(tag=t):
+            ids.setdefault(i, None)
+    return list(ids)
+
+
+class Hub:
+    """A model hub on disk (see :mod:`vlmhub.settings` for its layout)."""
+
+    def __init__(self, settings: Settings | None = None, *, model_ids: Sequence[str] | None = None, tags: Sequence[str] = ("default", "user")):
+        self.settings = settings or get_settings()
+        try:
+            from .models.user_hub import load_user_models
+
+            load_user_models(self.settings)
+        except ImportError:  # pragma: no cover
+            pass
+        self._model_ids = list(model_ids) if model_ids is not None else None
+        self.tags = tuple(tags)
+        self._models: dict[str, ZeroShotModel] = {}
+        self._selector: MLLSelector | None = None
+
+    # -- models ------------------------------------------------------------------------------
+    @property
+    def model_ids(self) -> list[str]:
+        ids = self._model_ids if self._model_ids is not None else hub_model_ids(self.tags)
+        for i in ids:
+            get_spec(i)  # unknown ids fail here with the list of known ones
+        return list(ids)
+
+    def model(self, model_id: str) -> ZeroShotModel:
+        if model_id not in self._models:
+            self._models[model_id] = create_model(model_id, self.settings)
+        return self._models[model_id]
+
+    def models(self, ids: Sequence[str] | None = None) -> list[ZeroShotModel]:
+        return [self.model(i) for i in (ids if ids is not None else self.model_ids)]
+
+    # -- graph and labels -------------------------------------------------------------------------
+    def resolve_sample_set(self, name_or_path: str | Path) -> Path:
+        p = Path(name_or_path)
+        if p.is_dir():
+            return p.resolve()
+        cand = self.settings.images_dir / str(name_or_path)
+        if cand.is_dir():
+            return cand
+        raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor {cand}). "
+                        f"Pass a folder of <wnid>/<image> files or one of the shared sets, e.g. {', '.join(DEFAULT_SAMPLE_SETS)}.")
+
+    def build_graph(self, sample_sets: Sequence[str | Path] | None = None, *, max_images: int = 75,
+                    max_per_concept: int | None = None) -> SemanticGraph:
+        sets = [scan_sample_set(self.resolve_sample_set(s), max_per_concept) for s in (sample_sets or DEFAULT_SAMPLE_SETS)]
+        return build_graph(sets, self.settings, max_images=max_images)
+
+    def graph(self) -> SemanticGraph:
+        return current_graph(self.settings)
+
+    def label(self, model_ids: Sequence[str] | None = None, *, sample_sets: Sequence[str | Path] | None = None,
+              max_images: int = 75, max_per_concept: int | None = None, force: bool = False, progress: bool = True,
+              graph: SemanticGraph | None = None) -> LabelReport:
+        """Label every model not yet labeled on the graph of ``sample_sets`` (built and made current)."""
+        if graph is None:
+            try:
+                existing = current_graph(self.settings) if sample_sets is None and max_per_concept is None else None
+            except NotLabeledError:
+                existing = None
+            except Exception:  # noqa: BLE001 - no current graph yet
+                existing = None
+            graph = existing or self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)
+        models = self.models(model_ids)
+        report = label_models(models, graph, self.settings, force=force, progress=progress)
+        save_graph(graph, self.settings)
+        self._selector = None
+        return report
+
+    def labeled_model_ids(self) -> list[str]:
+        g = self.graph()
+        done = set(LabelStore(self.settings).labeled_models(g.version))
+        return [m for m in self.model_ids if m in done]
+
+    # -- selection and reuse -------------------------------------------------------------------
+    def selector(self, config: MLLConfig | None = None, **overrides) -> MLLSelector:
+        """A fitted :class:`MLLSelector` over every labeled hub model (cached for the default config)."""
+        if config is None and not overrides and self._selector is not None:
+            return self._selector
+        ids = self.labeled_model_ids()
+        missing = [m for m in self.model_ids if m not in ids]
+        if not ids:
+            raise NotLabeledError(f"no model of this hub is labeled yet. Run `vlmhub label` first (home: {self.settings.home}).")
+        if missing:
+            raise NotLabeledError(f"models {', '.join(missing)} are not labeled for the current graph. Run `vlmhub label`.")
+        sel = MLLSelector(self.settings, config, **overrides).fit(ids, self.graph())
+        if config is None and not overrides:
+            self._selector = sel
+        return sel
+
+    def select(self, task: Task, k: int = 3, **config) -> Selection:
+        """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only."""
+        return self.selector(**config).select(task, k=k)
+
+    def ensemble(self, selection: Selection, weighting: Weighting = "entropy") -> MLLEnsemble:
+        return MLLEnsemble(selection, {m: self.model(m) for m in selection.used_models()}, weighting)
+
+    def predict(self, task: Task, images: Sequence[str | Path], *, k: int = 3, weighting: Weighting = "entropy",
+                **config) -> list[dict]:
+        """Classify image files with the MLL ensemble; one ``{image, class, confidence}`` per image."""
+        from .models.imaging import IMAGE_EXTENSIONS
+
+        files: list[Path] = []
+        for item in images:
+            p = Path(item)
+            if p.is_dir():
+                files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+            elif p.is_file():
+                files.append(p)
+            else:
+                raise DataError(f"image or folder not found: {p}. Check the path.")
+        if not files:
+            raise DataError("no images to classify. Pass image files or folders that contain images.")
+        sel = self.select(task, k=k, **config)
+        ens = self.ensemble(sel, weighting)
+        scores = ens.scores([(str(f), f) for f in files])
+        pred = scores.argmax(1)
+        return [{"image": str(f), "class": task.classes[int(c)], "confidence": float(scores[i, c] / max(scores[i].sum(), 1e-12))}
+                for i, (f, c) in enumerate(zip(files, pred))]

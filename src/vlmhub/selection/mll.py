@@ -1,0 +1,287 @@
+"""Model selection of MLL (Section 4.3, Eq. 5-7), label-only: no candidate model runs here.
+
+Pure functions implement the equations; :class:`MLLSelector` wires them to a hub's graph and labels.
+
+* :func:`transfer_matrix`  — Z: for each class the ``k_nodes`` graph nodes whose captions are most similar to
+  the class captions; ``z_vy`` is that cosine similarity (0 elsewhere). ``normalize=True`` (an option, not the
+  paper) rescales each class's column to sum to 1.
+* :func:`node_precision`   — Eq. 5: ``p_{m,v}`` = share of node v's sample images that model m assigns to v
+  among the *selected* nodes (argmax of Eq. 2's similarity). ``metric="f1"`` is the official code's variant.
+* :func:`class_estimates`  — Eq. 6: ``p_{m,y} = sum_v p_{m,v} z_{vy}``.
+* :func:`reuse_scores`     — Eq. 7: ``r_{m,y} = alpha p_{m,y} + (1 - alpha) mean_{y'} p_{m,y'}``.
+* :func:`top_k_models`     — the per-class ensemble members (ties keep hub order).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from ..concepts.graph import SemanticGraph
+from ..errors import NotLabeledError, TaskError
+from ..labeling.labels import LabelStore, caption_key
+from ..models.text import CachedTextEmbedder, get_text_embedder
+from ..settings import Settings, get_settings
+from ..tasks import Task
+from .captions import DEFAULT_SOURCES, CaptionSource, class_captions
+
+__all__ = [
+    "transfer_matrix",
+    "node_precision",
+    "class_estimates",
+    "reuse_scores",
+    "top_k_models",
+    "Metric",
+    "MLLConfig",
+    "ClassSelection",
+    "Selection",
+    "MLLSelector",
+]
+
+Metric = Literal["precision", "f1"]
+
+
+def transfer_matrix(class_emb: np.ndarray, node_emb: np.ndarray, k_nodes: int, *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Z of Section 4.3. Returns ``(selected node indices (S,), Z (S x C), class-node similarities (C x V))``."""
+    if k_nodes < 1:
+        raise ValueError("k_nodes must be >= 1")
+    sims = np.asarray(class_emb, np.float64) @ np.asarray(node_emb, np.float64).T  # C x V
+    k = min(k_nodes, sims.shape[1])
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    selected = np.unique(top.ravel())
+    pos = {v: i for i, v in enumerate(selected)}
+    Z = np.zeros((len(selected), sims.shape[0]))
+    for c in range(sims.shape[0]):
+        for v in top[c]:
+            Z[pos[v], c] = sims[c, v]
+    if normalize:
+        Z = np.clip(Z, 0, None)
+        Z = Z / np.maximum(Z.sum(axis=0, keepdims=True), 1e-12)
+    return selected, Z, sims
+
+
+def node_precision(
+    image_emb: np.ndarray,
+    caption_emb: np.ndarray,
+    membership: Sequence[tuple[int, int]],
+    *,
+    metric: Metric = "precision",
+) -> np.ndarray:
+    """Eq. 5 for one model.
+
+    ``image_emb`` (N x D) are the model's embeddings of the distinct sample images, ``caption_emb`` (S x D) its
+    embeddings of the selected nodes' captions, and ``membership`` lists ``(node position, image row)`` pairs
+    (``x in X_v``). Returns ``p_{m,v}`` (S,); a node without images gets 0.
+    """
+    S = caption_emb.shape[0]
+    if len(membership) == 0:
+        return np.zeros(S)
+    pred = np.argmax(np.asarray(image_emb, np.float32) @ np.asarray(caption_emb, np.float32).T, axis=1)
+    mem = np.asarray(membership, dtype=np.int64)
+    v, x = mem[:, 0], mem[:, 1]
+    hit = (pred[x] == v).astype(np.float64)
+    n_v = np.bincount(v, minlength=S).astype(np.float64)
+    tp = np.bincount(v, weights=hit, minlength=S)
+    recall = np.divide(tp, n_v, out=np.zeros(S), where=n_v > 0)
+    if metric == "precision":
+        return recall  # Eq. 5 as written: share of X_v predicted as v
+    if metric == "f1":
+        n_pred = np.bincount(pred[x], minlength=S).astype(np.float64)
+        prec = np.divide(tp, n_pred, out=np.zeros(S), where=n_pred > 0)
+        return np.divide(2 * prec * recall, prec + recall, out=np.zeros(S), where=(prec + recall) > 0)
+    raise ValueError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
+
+
+def class_estimates(P: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """Eq. 6: ``p_{m,y} = sum_v p_{m,v} z_{vy}`` for all models at once (M x S) @ (S x C)."""
+    return np.asarray(P, np.float64) @ np.asarray(Z, np.float64)
+
+
+def reuse_scores(p_my: np.ndarray, alpha: float) -> np.ndarray:
+    """Eq. 7: ``r_{m,y} = alpha p_{m,y} + (1 - alpha) / |Y_T| sum_{y'} p_{m,y'}``."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    p_my = np.asarray(p_my, np.float64)
+    return alpha * p_my + (1 - alpha) * p_my.mean(axis=1, keepdims=True)
+
+
+def top_k_models(r: np.ndarray, k: int) -> np.ndarray:
+    """Indices (C x k) of the k highest ``r_{m,y}`` per class, ties resolved by model order."""
+    if k < 1:
+        raise ValueError("k must be >= 1")
+    k = min(k, r.shape[0])
+    return np.argsort(-r, axis=0, kind="stable")[:k].T
+
+
+@dataclass(frozen=True)
+class MLLConfig:
+    """Hyper-parameters of selection. Defaults follow the paper where it fixes them (alpha = 0.7)."""
+
+    k_models: int = 3
+    alpha: float = 0.7
+    k_nodes: int = 5
+    metric: Metric = "precision"
+    normalize_z: bool = False
+    caption_sources: tuple[CaptionSource, ...] = DEFAULT_SOURCES
+    text_embedder: str = "minilm"
+
+    def __post_init__(self) -> None:
+        if self.k_models < 1:
+            raise TaskError(f"k must be at least 1 (got {self.k_models}).")
+        if not 0 <= self.alpha <= 1:
+            raise TaskError(f"alpha must lie in [0, 1] (got {self.alpha}).")
+        if self.k_nodes < 1:
+            raise TaskError(f"the number of nodes per class must be at least 1 (got {self.k_nodes}).")
+        if self.metric not in ("precision", "f1"):
+            raise TaskError(f"metric must be 'precision' (Eq. 5) or 'f1' (got {self.metric!r}).")
+
+
+@dataclass(frozen=True)
+class ClassSelection:
+    name: str
+    models: tuple[tuple[str, float, float], ...]  # (model id, r, p) ranked, top-k first
+    nodes: tuple[tuple[str, str, float], ...]  # (wnid, name, similarity)
+    captions: tuple[str, ...] = ()
+
+    def to_dict(self, k: int | None = None) -> dict:
+        models = self.models if k is None else self.models[:k]
+        return {
+            "name": self.name,
+            "models": [{"id": m, "score": round(r, 6), "p": round(p, 6)} for m, r, p in models],
+            "nodes": [{"id": n, "name": nm, "similarity": round(s, 6)} for n, nm, s in self.nodes],
+            "captions": list(self.captions),
+        }
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Result of selection: per class the ranked models (r, p) and the matched nodes; explains itself."""
+
+    task: Task
+    model_ids: tuple[str, ...]
+    classes: tuple[ClassSelection, ...]
+    k: int
+    config: MLLConfig
+    r: np.ndarray = field(repr=False)
+    p: np.ndarray = field(repr=False)
+    graph_version: str = ""
+    seconds: float = 0.0
+
+    def members(self, c: int) -> list[str]:
+        return [m for m, _, _ in self.classes[c].models[: self.k]]
+
+    def used_models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for c in range(len(self.classes)):
+            for m in self.members(c):
+                seen.setdefault(m, None)
+        return list(seen)
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task.name,
+            "k": self.k,
+            "alpha": self.config.alpha,
+            "graph_version": self.graph_version,
+            "seconds": round(self.seconds, 4),
+            "classes": [c.to_dict(self.k) for c in self.classes],
+            "models_used": self.used_models(),
+        }
+
+    def format(self, width: int = 100) -> str:
+        lines = [f"task {self.task.name}: {len(self.classes)} classes, k={self.k}, alpha={self.config.alpha}, "
+                 f"{len(self.model_ids)} models, graph {self.graph_version} ({self.seconds * 1000:.1f} ms)"]
+        for c in self.classes:
+            ms = ", ".join(f"{m} (r={r:.3f}, p={p:.3f})" for m, r, p in c.models[: self.k])
+            ns = ", ".join(f"{nm} {s:.2f}" for _, nm, s in c.nodes[:3])
+            lines.append(f"  {c.name[:28]:<28} {ms}")
+            lines.append(f"  {'':<28}   nodes: {ns}")
+        return "\n".join(lines)
+
+
+class MLLSelector:
+    """Select models per class from labels (scikit-learn style: constructor stores, ``fit`` returns self)."""
+
+    def __init__(self, settings: Settings | None = None, config: MLLConfig | None = None, **overrides):
+        self.settings = settings or get_settings()
+        self.config = config or MLLConfig()
+        if overrides:
+            from dataclasses import replace
+
+            self.config = replace(self.config, **overrides)
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, model_ids: Sequence[str] | None = None, graph: SemanticGraph | None = None) -> "MLLSelector":
+        """Load the graph, the labels of ``model_ids`` (default: all labeled) and the node caption embeddings."""
+        from ..concepts.graph import current_graph
+
+        self.graph_ = graph or current_graph(self.settings)
+        store = LabelStore(self.settings)
+        ids = list(model_ids) if model_ids is not None else store.labeled_models(self.graph_.version)
+        if not ids:
+            raise NotLabeledError(f"no labeled models for graph {self.graph_.version}. Run `vlmhub label` first.")
+        store.require(ids, self.graph_.version)
+        self.model_ids_ = tuple(ids)
+        self.embedder_ = CachedTextEmbedder(get_text_embedder(self.config.text_embedder), self.settings.cache_dir / "text")
+        self.node_emb_ = self.embedder_.encode(self.graph_.captions())
+        self._img_tables = [store.label(m).images for m in ids]
+        self._cap_tables = [store.label(m).captions for m in ids]
+        self._wordnet = None
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "graph_"):
+            raise RuntimeError("call fit() before select()")
+
+    def task_embeddings(self, task: Task) -> tuple[np.ndarray, list[list[str]]]:
+        """Mean normalised embedding of each class's captions (C x d) and the captions themselves."""
+        from ..concepts.wordnet import get_wordnet
+
+        if "wordnet" in self.config.caption_sources and self._wordnet is None:
+            self._wordnet = get_wordnet(self.settings)
+        caps = class_captions(task, sources=self.config.caption_sources, wordnet=self._wordnet, embedder=self.embedder_)
+        flat = [c for cs in caps for c in cs]
+        emb = self.embedder_.encode(flat)
+        out = np.zeros((len(caps), emb.shape[1]), np.float32)
+        i = 0
+        for ci, cs in enumerate(caps):
+            out[ci] = emb[i : i + len(cs)].mean(axis=0)
+            i += len(cs)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out, caps
+
+    def estimate(self, task: Task) -> dict:
+        """Everything selection computes: Z, p_{m,v}, p_{m,y}, r_{m,y} (no model runs)."""
+        self._check_fitted()
+        cfg = self.config
+        class_emb, caps = self.task_embeddings(task)
+        selected, Z, sims = transfer_matrix(class_emb, self.node_emb_, cfg.k_nodes, normalize=cfg.normalize_z)
+        nodes = [self.graph_.nodes[i] for i in selected]
+        image_ids = sorted({x for n in nodes for x in n.images})
+        row = {x: i for i, x in enumerate(image_ids)}
+        membership = [(vi, row[x]) for vi, n in enumerate(nodes) for x in n.images]
+        cap_keys = [caption_key(n.caption) for n in nodes]
+        P = np.zeros((len(self.model_ids_), len(nodes)))
+        for mi in range(len(self.model_ids_)):
+            P[mi] = node_precision(self._img_tables[mi].get(image_ids), self._cap_tables[mi].get(cap_keys), membership, metric=cfg.metric)
+        p_my = class_estimates(P, Z)
+        return {"selected": selected, "Z": Z, "sims": sims, "P": P, "p": p_my, "r": reuse_scores(p_my, cfg.alpha), "captions": caps}
+
+    def select(self, task: Task, k: int | None = None) -> Selection:
+        """Rank every model for every class of ``task`` (Eq. 5-7) and keep the top ``k`` per class."""
+        t0 = time.perf_counter()
+        k = k or self.config.k_models
+        est = self.estimate(task)
+        r, p, sims = est["r"], est["p"], est["sims"]
+        classes = []
+        order_all = np.argsort(-r, axis=0, kind="stable")
+        for c, name in enumerate(task.classes):
+            ranked = tuple((self.model_ids_[m], float(r[m, c]), float(p[m, c])) for m in order_all[:, c])
+            top_nodes = np.argsort(-sims[c], kind="stable")[: self.config.k_nodes]
+            nodes = tuple((self.graph_.nodes[v].id, self.graph_.nodes[v].name, float(sims[c, v])) for v in top_nodes)
+            classes.append(ClassSelection(name, ranked, nodes, tuple(est["captions"][c])))
+        return Selection(task, self.model_ids_, tuple(classes), min(k, len(self.model_ids_)), self.config, r, p,
+                         self.graph_.version, time.perf_counter() - t0)

@@ -1,0 +1,1 @@
+"""vlmhub.service"""

@@ -1,0 +1,122 @@
+"""One settings object for every path vlmhub reads or writes.
+
+Resolution order for each path: an explicit argument, then an environment variable, then a default that
+never depends on the current working directory:
+
+* ``home`` (``VLMHUB_HOME``): where labels, graphs, caches and the WordNet copy live.
+  Default ``$XDG_CACHE_HOME/vlmhub`` or ``~/.cache/vlmhub``.
+* ``data_dir`` (``VLMHUB_DATA``): the shared data folder (``images/``, ``tables/``, ``mll/``, ...).
+  Default: ``shared/data`` next to the source checkout vlmhub was installed from, if it exists.
+* ``wordnet_dir`` (``VLMHUB_WORDNET``): an nltk data folder holding ``corpora/wordnet``.
+  Default ``<home>/nltk_data``; filled from Debian's ``wordnet-base`` on first use.
+
+Hub layout under ``home`` (documented in docs/storage.md)::
+
+    graphs/<graph_version>.json          semantic graph snapshots
+    labels/<model_id>/manifest.json      model label (Eq. 2-4): shards of image/caption embeddings
+    cache/text/<embedder>/               caption embeddings of the selection text embedder
+    cache/features/<trunk>/<dataset>/    cached image features of target datasets
+    nltk_data/corpora/wordnet/           WordNet 3.0 for nltk
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "get_settings", "default_data_dir"]
+
+
+def _source_root() -> Path | None:
+    """The checkout vlmhub was installed from (editable installs), if any."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "vlmhub").is_dir():
+            return parent
+    return None
+
+
+def default_data_dir() -> Path | None:
+    """``VLMHUB_DATA`` or the ``shared/data`` folder beside the source checkout, if present."""
+    env = os.environ.get("VLMHUB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    root = _source_root()
+    if root is not None:
+        for cand in (root.parent / "shared" / "data", root / "shared" / "data"):
+            if cand.is_dir():
+                return cand.resolve()
+    return None
+
+
+def _default_home() -> Path:
+    env = os.environ.get("VLMHUB_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return (base / "vlmhub").resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every path vlmhub uses. Construct with explicit paths in tests for a hermetic hub."""
+
+    home: Path = field(default_factory=_default_home)
+    data_dir: Path | None = field(default_factory=default_data_dir)
+    wordnet_dir: Path | None = None
+    device: str = field(default_factory=lambda: os.environ.get("VLMHUB_DEVICE", "cpu"))
+    batch_size: int = 64
+    num_workers: int = field(default_factory=lambda: int(os.environ.get("VLMHUB_WORKERS", "2")))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        wn = self.wordnet_dir or os.environ.get("VLMHUB_WORDNET")
+        wn = Path(wn).expanduser().resolve() if wn else self.home / "nltk_data"
+        object.__setattr__(self, "wordnet_dir", wn)
+
+    # -- derived locations -------------------------------------------------------------------
+    @property
+    def labels_dir(self) -> Path:
+        return self.home / "labels"
+
+    @property
+    def graphs_dir(self) -> Path:
+        return self.home / "graphs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def require_data_dir(self) -> Path:
+        """The shared data folder, or a :class:`ConfigError` that says how to point vlmhub at it."""
+        if self.data_dir is None or not self.data_dir.is_dir():
+            raise ConfigError(
+                f"the shared data folder was not found (looked at {self.data_dir or 'shared/data beside the checkout'}). "
+                "Set VLMHUB_DATA=/path/to/shared/data or pass --data-dir."
+            )
+        return self.data_dir
+
+    @property
+    def images_dir(self) -> Path:
+        return self.require_data_dir() / "images"
+
+    def with_(self, **changes) -> "Settings":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+_DEFAULT: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide default settings (read from the environment on first use, not at import)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Settings()
+    return _DEFAULT

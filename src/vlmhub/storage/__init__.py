@@ -1,0 +1,13 @@
+"""Durable storage: atomic writes, JSON documents and sharded embedding tables (no pickle anywhere)."""
+
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, file_lock
+from .embeddings import EmbeddingTable
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+    "file_lock",
+    "EmbeddingTable",
+]

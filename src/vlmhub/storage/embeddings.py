@@ -1,0 +1,169 @@
+"""A sharded, append-only table of embeddings keyed by string ids.
+
+Layout of a table folder::
+
+    index.json          {"format": "vlmhub.embeddings/1", "dim": D, "dtype": "float32",
+                         "shards": [{"file": "shard-000001.npz", "count": N}, ...], "meta": {...}}
+    shard-000001.npz    arrays ``ids`` (unicode) and ``vectors`` (N x D)
+
+Each shard is written atomically *before* the index names it, and the index is rewritten atomically, so a
+kill at any point loses at most the shard being written: :meth:`EmbeddingTable.append` after a restart
+just continues (``missing()`` tells what is left). Files are plain ``.npz`` read with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import LabelError
+from .atomic import atomic_write_json, atomic_write_npz, read_json
+
+__all__ = ["EmbeddingTable", "FORMAT"]
+
+FORMAT = "vlmhub.embeddings/1"
+
+
+class EmbeddingTable:
+    """Append-only id -> vector table stored as atomic shards (see module docstring)."""
+
+    def __init__(self, directory: str | Path, dim: int | None = None, dtype: str = "float32"):
+        self.directory = Path(directory)
+        self._dim = dim
+        self._dtype = np.dtype(dtype)
+        self._index: dict | None = None
+        self._rows: dict[str, int] | None = None
+        self._matrix: np.ndarray | None = None
+
+    # -- index ----------------------------------------------------------------------------------
+    @property
+    def index_path(self) -> Path:
+        return self.directory / "index.json"
+
+    def _load_index(self) -> dict:
+        if self._index is None:
+            if self.index_path.is_file():
+                idx = read_json(self.index_path, "embedding index")
+                if not isinstance(idx, dict) or idx.get("format") != FORMAT:
+                    raise LabelError(
+                        f"{self.index_path} is not a vlmhub embedding index (format {idx.get('format') if isinstance(idx, dict) else '?'}). "
+                        f"Delete {self.directory} to recompute it."
+                    )
+                if self._dim is not None and idx["dim"] != self._dim:
+                    raise LabelError(
+                        f"{self.directory} holds {idx['dim']}-d embeddings but {self._dim}-d were expected. "
+                        f"Delete {self.directory} to recompute it."
+                    )
+                self._index = idx
+            else:
+                self._index = {"format": FORMAT, "dim": self._dim, "dtype": self._dtype.name, "shards": [], "meta": {}}
+        return self._index
+
+    @property
+    def dim(self) -> int | None:
+        return self._load_index()["dim"]
+
+    @property
+    def meta(self) -> dict:
+        return dict(self._load_index().get("meta", {}))
+
+    def set_meta(self, **meta) -> None:
+        idx = self._load_index()
+        idx.setdefault("meta", {}).update(meta)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.index_path, idx)
+
+    # -- reading --------------------------------------------------------------------------------
+    def _load_rows(self) -> None:
+        if self._rows is not None:
+            return
+        idx = self._load_index()
+        ids: list[str] = []
+        mats: list[np.ndarray] = []
+        for shard in idx["shards"]:
+            path = self.directory / shard["file"]
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    sid = [str(s) for s in z["ids"]]
+                    vec = np.asarray(z["vectors"])
+            except (OSError, KeyError, ValueError) as exc:
+                raise LabelError(f"embedding shard {path} is unreadable ({exc}). Delete {self.directory} to recompute it.") from None
+            if len(sid) != shard["count"] or vec.shape != (len(sid), idx["dim"]):
+                raise LabelError(f"embedding shard {path} does not match its index. Delete {self.directory} to recompute it.")
+            ids.extend(sid)
+            mats.append(vec)
+        self._rows = {}
+        for i, s in enumerate(ids):
+            self._rows[s] = i  # later shards win (re-appended ids)
+        dim = idx["dim"] or 0
+        self._matrix = np.concatenate(mats, axis=0) if mats else np.zeros((0, dim), dtype=self._dtype)
+
+    def ids(self) -> set[str]:
+        self._load_rows()
+        assert self._rows is not None
+        return set(self._rows)
+
+    def __len__(self) -> int:
+        self._load_rows()
+        assert self._rows is not None
+        return len(self._rows)
+
+    def __contains__(self, item: str) -> bool:
+        self._load_rows()
+        assert self._rows is not None
+        return item in self._rows
+
+    def missing(self, ids: Iterable[str]) -> list[str]:
+        """The ids (in order, without duplicates) not yet stored."""
+        self._load_rows()
+        assert self._rows is not None
+        seen: set[str] = set()
+        out = []
+        for i in ids:
+            if i not in self._rows and i not in seen:
+                seen.add(i)
+                out.append(i)
+        return out
+
+    def get(self, ids: Sequence[str]) -> np.ndarray:
+        """Vectors for ``ids`` in order; a :class:`LabelError` names the first missing id."""
+        self._load_rows()
+        assert self._rows is not None and self._matrix is not None
+        try:
+            rows = [self._rows[i] for i in ids]
+        except KeyError as exc:
+            raise LabelError(
+                f"{self.directory} has no embedding for {exc.args[0]!r}. Run `vlmhub label` to complete the labels."
+            ) from None
+        return self._matrix[np.asarray(rows, dtype=np.int64)] if rows else np.zeros((0, self.dim or 0), self._dtype)
+
+    # -- writing --------------------------------------------------------------------------------
+    def append(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Store a shard of vectors atomically, then record it in the index atomically."""
+        vectors = np.asarray(vectors, dtype=self._dtype)
+        if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+            raise ValueError(f"need one row per id: {len(ids)} ids, vectors of shape {vectors.shape}")
+        if len(ids) == 0:
+            return
+        idx = self._load_index()
+        if idx["dim"] is None:
+            idx["dim"] = int(vectors.shape[1])
+        elif vectors.shape[1] != idx["dim"]:
+            raise LabelError(f"cannot append {vectors.shape[1]}-d vectors to a {idx['dim']}-d table at {self.directory}")
+        if not np.all(np.isfinite(vectors)):
+            raise LabelError(f"refusing to store non-finite embeddings in {self.directory}")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        n = len(idx["shards"]) + 1
+        name = f"shard-{n:06d}.npz"
+        atomic_write_npz(self.directory / name, ids=np.asarray(list(ids), dtype=np.str_), vectors=vectors)
+        idx["shards"].append({"file": name, "count": len(ids)})
+        atomic_write_json(self.index_path, idx)
+        # invalidate the in-memory view
+        self._rows = None
+        self._matrix = None
+
+    def nbytes(self) -> int:
+        """Bytes on disk of all shards."""
+        return sum((self.directory / s["file"]).stat().st_size for s in self._load_index()["shards"])

@@ -1,0 +1,141 @@
+"""Task descriptions: what a user tells vlmhub about a target task (MLL Section 3.2).
+
+A task is a name, a domain, a task type and class names, optionally with captions per class. The file
+format is the ``dataset.json`` of an ImageFolder::
+
+    {"name": "cifar10-test", "domain": "natural photograph", "task": "image classification",
+     "classes": ["airplane", ...], "captions": {"airplane": ["...", ...]}}   # captions optional
+
+A *task folder* is such a file next to one sub-folder of images per class (named exactly like the class).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .errors import TaskError
+from .models.imaging import IMAGE_EXTENSIONS
+from .storage.atomic import read_json
+
+__all__ = ["Task", "load_task", "task_images", "LabeledImages"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A validated task description (see module docstring)."""
+
+    name: str
+    classes: tuple[str, ...]
+    domain: str = "natural photograph"
+    task: str = "image classification"
+    captions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    root: Path | None = None  # the task folder, when loaded from one
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise TaskError("the task has no name. Add a non-empty \"name\" to the task file.")
+        classes = tuple(self.classes) if not isinstance(self.classes, str) else ()
+        if not classes:
+            raise TaskError(f"task {self.name!r} has no classes. List at least two class names under \"classes\".")
+        bad = [c for c in classes if not isinstance(c, str) or not c.strip()]
+        if bad:
+            raise TaskError(f"task {self.name!r} has empty or non-text class names {bad!r}. Every class must be a non-empty string.")
+        seen: set[str] = set()
+        dups = sorted({c for c in classes if c.strip().lower() in seen or seen.add(c.strip().lower())})
+        if dups:
+            raise TaskError(f"task {self.name!r} lists these classes more than once: {', '.join(dups)}. Remove the duplicates.")
+        if len(classes) < 2:
+            raise TaskError(f"task {self.name!r} has a single class {classes[0]!r}; classification needs at least two.")
+        object.__setattr__(self, "classes", classes)
+        caps = {}
+        for c, v in dict(self.captions or {}).items():
+            if c not in classes:
+                raise TaskError(f"task {self.name!r} has captions for {c!r}, which is not one of its classes. Fix the class name.")
+            if isinstance(v, str):
+                v = [v]
+            if not all(isinstance(x, str) and x.strip() for x in v):
+                raise TaskError(f"captions of class {c!r} in task {self.name!r} must be non-empty strings.")
+            caps[c] = tuple(v)
+        object.__setattr__(self, "captions", caps)
+
+    @classmethod
+    def from_dict(cls, d: Mapping, root: Path | None = None) -> "Task":
+        if not isinstance(d, Mapping):
+            raise TaskError("a task must be a JSON object with \"name\" and \"classes\".")
+        unknown = set(d) - {"name", "classes", "domain", "task", "captions", "kind", "source", "description"}
+        if unknown:
+            raise TaskError(f"unknown task field(s) {sorted(unknown)}. Allowed: name, classes, domain, task, captions.")
+        return cls(
+            name=d.get("name", ""),
+            classes=tuple(d.get("classes") or ()),
+            domain=d.get("domain") or "natural photograph",
+            task=d.get("task") or "image classification",
+            captions=d.get("captions") or {},
+            root=root,
+        )
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "domain": self.domain, "task": self.task, "classes": list(self.classes)}
+        if self.captions:
+            d["captions"] = {k: list(v) for k, v in self.captions.items()}
+        return d
+
+
+def load_task(path: str | Path) -> Task:
+    """Load a task from a JSON file or from a task folder containing ``dataset.json``."""
+    path = Path(path)
+    if path.is_dir():
+        root, file = path, path / "dataset.json"
+        if not file.is_file():
+            raise TaskError(f"{path} has no dataset.json. Add one with name, domain, task and classes.")
+    else:
+        root, file = None, path
+        if not file.is_file():
+            raise TaskError(f"task file not found: {path}. Pass a task JSON file or a folder with dataset.json.")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"task file {file} is not valid JSON (line {exc.lineno}: {exc.msg}). Fix the file.") from None
+    if isinstance(data, Mapping) and data.get("kind") == "concept-samples":
+        raise TaskError(f"{file} describes a concept-sample set (wnid folders), not a target task.")
+    return Task.from_dict(data, root=root)
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    """Images of a task folder with their class indices."""
+
+    ids: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+    def refs(self) -> list[tuple[str, Path]]:
+        return list(zip(self.ids, self.paths))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def task_images(task: Task, *, limit_per_class: int | None = None, seed: int = 0) -> LabeledImages:
+    """List the images of a task folder (``<root>/<class>/<image>``), optionally a seeded subset per class."""
+    if task.root is None:
+        raise TaskError(f"task {task.name!r} was not loaded from a folder, so it has no images. Pass the task folder.")
+    ids, paths, labels = [], [], []
+    for ci, c in enumerate(task.classes):
+        d = task.root / c
+        if not d.is_dir():
+            raise TaskError(f"task folder {task.root} has no sub-folder for class {c!r}. Create {d} with its images.")
+        files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        if limit_per_class is not None and len(files) > limit_per_class:
+            files = sorted(random.Random(f"{seed}:{c}").sample(files, limit_per_class))
+        for f in files:
+            ids.append(f"{task.root.name}/{c}/{f.name}")
+            paths.append(f)
+            labels.append(ci)
+    if not ids:
+        raise TaskError(f"task folder {task.root} has no images. Put images in its class folders.")
+    return LabeledImages(tuple(ids), tuple(paths), tuple(labels))
