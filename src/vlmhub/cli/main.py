@@ -206,11 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit-per-class", type=int, default=50)
     sp.set_defaults(func=cmd_demo)
 
+    import importlib
+
     for mod in ("models_cmd", "tables_cmd", "bench_cmd"):
+        name = f"vlmhub.cli.{mod}"
         try:
-            m = __import__(f"vlmhub.cli.{mod}", fromlist=["register"])
-        except ImportError:
-            continue
+            m = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that command group is not part of this build
+                continue
+            raise
         m.register(sub)
     return p
 

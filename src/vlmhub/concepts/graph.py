@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import DataError, LabelError
+from ..errors import DataError, LabelError, NotLabeledError
 from ..settings import Settings, get_settings
 from ..storage.atomic import atomic_write_json, read_json
 from .samples import ConceptSampleSet
@@ -156,5 +156,5 @@ def current_graph(settings: Settings | None = None) -> SemanticGraph:
     settings = settings or get_settings()
     ptr = settings.graphs_dir / "current.json"
     if not ptr.is_file():
-        raise LabelError(f"the hub at {settings.home} has no semantic graph yet. Run `vlmhub label` first.")
+        raise NotLabeledError(f"the hub at {settings.home} has no semantic graph yet. Run `vlmhub label` first.")
     return load_graph(read_json(ptr, "graph pointer")["version"], settings)

@@ -3,23 +3,24 @@
 Layout of a table folder::
 
     index.json          {"format": "vlmhub.embeddings/1", "dim": D, "dtype": "float32",
-                         "shards": [{"file": "shard-000001.npz", "count": N}, ...], "meta": {...}}
-    shard-000001.npz    arrays ``ids`` (unicode) and ``vectors`` (N x D)
+                         "shards": [{"file": "shard-000001-<rand>.npz", "count": N}, ...], "meta": {...}}
+    shard-000001-<rand>.npz   arrays ``ids`` (unicode) and ``vectors`` (N x D)
 
-Each shard is written atomically *before* the index names it, and the index is rewritten atomically, so a
+Appends hold an advisory lock on ``.lock`` and re-read the index, so several writers can share a table. Each shard is written atomically *before* the index names it, and the index is rewritten atomically, so a
 kill at any point loses at most the shard being written: :meth:`EmbeddingTable.append` after a restart
 just continues (``missing()`` tells what is left). Files are plain ``.npz`` read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..errors import LabelError
-from .atomic import atomic_write_json, atomic_write_npz, read_json
+from .atomic import atomic_write_json, atomic_write_npz, file_lock, read_json
 
 __all__ = ["EmbeddingTable", "FORMAT"]
 
@@ -147,19 +148,20 @@ class EmbeddingTable:
             raise ValueError(f"need one row per id: {len(ids)} ids, vectors of shape {vectors.shape}")
         if len(ids) == 0:
             return
-        idx = self._load_index()
-        if idx["dim"] is None:
-            idx["dim"] = int(vectors.shape[1])
-        elif vectors.shape[1] != idx["dim"]:
-            raise LabelError(f"cannot append {vectors.shape[1]}-d vectors to a {idx['dim']}-d table at {self.directory}")
-        if not np.all(np.isfinite(vectors)):
-            raise LabelError(f"refusing to store non-finite embeddings in {self.directory}")
         self.directory.mkdir(parents=True, exist_ok=True)
-        n = len(idx["shards"]) + 1
-        name = f"shard-{n:06d}.npz"
-        atomic_write_npz(self.directory / name, ids=np.asarray(list(ids), dtype=np.str_), vectors=vectors)
-        idx["shards"].append({"file": name, "count": len(ids)})
-        atomic_write_json(self.index_path, idx)
+        with file_lock(self.directory / ".lock"):  # several writers (threads, processes) may share a table
+            self._index = None  # re-read: another writer may have added shards
+            idx = self._load_index()
+            if idx["dim"] is None:
+                idx["dim"] = int(vectors.shape[1])
+            elif vectors.shape[1] != idx["dim"]:
+                raise LabelError(f"cannot append {vectors.shape[1]}-d vectors to a {idx['dim']}-d table at {self.directory}")
+            if not np.all(np.isfinite(vectors)):
+                raise LabelError(f"refusing to store non-finite embeddings in {self.directory}")
+            name = f"shard-{len(idx['shards']) + 1:06d}-{uuid.uuid4().hex[:8]}.npz"
+            atomic_write_npz(self.directory / name, ids=np.asarray(list(ids), dtype=np.str_), vectors=vectors)
+            idx["shards"].append({"file": name, "count": len(ids)})
+            atomic_write_json(self.index_path, idx)
         # invalidate the in-memory view
         self._rows = None
         self._matrix = None

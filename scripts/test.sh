@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the whole test suite, slow tests included, then the open_clip adapter tests in
+# their own environment (open_clip needs torchvision, which cannot sit beside the CPU torch: docs/models.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+if [ "${VLMHUB_SKIP_OPENCLIP:-0}" != "1" ]; then
+  bash scripts/setup_openclip_env.sh --test
+fi
