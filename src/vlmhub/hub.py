@@ -91,7 +91,7 @@ class Hub:
 
     def label(self, model_ids: Sequence[str] | None = None, *, sample_sets: Sequence[str | Path] | None = None,
               max_images: int = 75, max_per_concept: int | None = None, force: bool = False, progress: bool = True,
-              graph: SemanticGraph | None = None) -> LabelReport:
+              graph: SemanticGraph | None = None, renditions: Sequence[str] = ("original",)) -> LabelReport:
         """Label every model not yet labeled on the graph of ``sample_sets`` (built and made current)."""
         if graph is None:
             try:
@@ -102,7 +102,7 @@ class Hub:
                 existing = None
             graph = existing or self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)
         models = self.models(model_ids)
-        report = label_models(models, graph, self.settings, force=force, progress=progress)
+        report = label_models(models, graph, self.settings, force=force, progress=progress, renditions=renditions)
         save_graph(graph, self.settings)
         self._selector = None
         return report

@@ -59,6 +59,8 @@ def _config(args) -> dict:
         cfg["caption_sources"] = tuple(s for s in args.captions.split(",") if s)
     if getattr(args, "normalize_z", False):
         cfg["normalize_z"] = True
+    if getattr(args, "rendition", None):
+        cfg["rendition"] = args.rendition
     return cfg
 
 
@@ -68,7 +70,14 @@ def cmd_label(args) -> int:
     graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
     print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
           f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
-    report = hub.label(force=args.force, progress=not args.quiet, graph=graph)
+    from ..concepts.renditions import Rendition
+    from ..errors import ConfigError
+
+    rends = [r for r in args.renditions.split(",") if r]
+    bad = [r for r in rends if r not in {x.value for x in Rendition}]
+    if bad:
+        raise ConfigError(f"unknown rendition(s) {bad}; use any of {[x.value for x in Rendition]}.")
+    report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -164,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--metric", choices=["precision", "f1"], help="Eq. 5 precision (default) or the official code's F1")
         sp.add_argument("--captions", help="caption sources, comma-separated: user,template,wordnet,llm")
         sp.add_argument("--normalize-z", action="store_true", help="normalise each class's column of Z to sum 1")
+        sp.add_argument("--rendition", help="read labels under a rendition of the samples: original (default), "
+                        "lowres32, gray, gray48, or auto (from the task's domain); see docs/mll.md")
 
     sp = sub.add_parser("label", help="label every hub model not yet labeled (Eq. 2-4)")
     common(sp)
@@ -171,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-images", type=int, default=75, help="images per graph node (default 75)")
     sp.add_argument("--max-per-concept", type=int, help="use at most N images of each concept folder")
     sp.add_argument("--force", action="store_true", help="recompute labels from scratch")
+    sp.add_argument("--renditions", default="original",
+                    help="label the samples under these renditions too, comma-separated (original,lowres32,gray,gray48)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_label)
 
@@ -208,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for mod in ("models_cmd", "tables_cmd", "bench_cmd"):
+    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd"):
         name = f"vlmhub.cli.{mod}"
         try:
             m = importlib.import_module(name)

@@ -43,6 +43,7 @@ def label_models(
     batch_size: int | None = None,
     force: bool = False,
     progress: bool = True,
+    renditions: Sequence[str] = ("original",),
 ) -> LabelReport:
     """Label ``models`` on ``graph`` (Eq. 2-4), skipping rows that already exist. Returns a report."""
     from tqdm.auto import tqdm
@@ -51,7 +52,13 @@ def label_models(
     store = LabelStore(settings)
     batch_size = batch_size or settings.batch_size
     report = LabelReport(graph.version)
-    image_ids = graph.image_ids()
+    from ..concepts.renditions import Rendition, rendered_id
+
+    base_ids = graph.image_ids()
+    rend = [Rendition(r) for r in renditions]
+    # (label row id, path, rendition) for every image under every requested rendition
+    all_refs = {rendered_id(i, r): (rendered_id(i, r), graph.image_paths[i], r.value) for r in rend for i in base_ids}
+    image_ids = list(all_refs)
     captions = graph.captions()
     todo_models = []
     for m in models:
@@ -61,7 +68,7 @@ def label_models(
 
             shutil.rmtree(lab.directory)
         lab.check_spec(m.spec)
-        if lab.is_complete(graph.version):
+        if lab.is_complete(graph.version) and {r.value for r in rend} <= set(lab.renditions(graph.version)):
             report.skipped.append(m.id)
         else:
             todo_models.append(m)
@@ -81,7 +88,7 @@ def label_models(
         tables = {m.id: store.label(m.id).images for m in group}
         missing_sets = {mid: set(t.missing(image_ids)) for mid, t in tables.items()}
         union = [i for i in image_ids if any(i in s for s in missing_sets.values())]
-        refs = [(i, graph.image_paths[i]) for i in union]
+        refs = [all_refs[i] for i in union]
         bar = tqdm(total=len(refs), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''})", unit="img", disable=not progress or not refs)
         import concurrent.futures as cf
 
@@ -104,6 +111,7 @@ def label_models(
         bar.close()
         for m in group:
             report.new_images[m.id] = len(missing_sets[m.id])
-            store.label(m.id).mark_complete(m.spec, graph.version, n_images=len(image_ids), n_nodes=len(graph.nodes))
+            store.label(m.id).mark_complete(m.spec, graph.version, n_images=len(base_ids), n_nodes=len(graph.nodes),
+                                            renditions=sorted(set(store.label(m.id).renditions(graph.version)) | {r.value for r in rend}))
         report.seconds[key] = time.perf_counter() - t0
     return report

@@ -78,6 +78,15 @@ class ModelLabel:
     def is_complete(self, graph_version: str) -> bool:
         return bool(self.manifest().get("graphs", {}).get(graph_version, {}).get("complete"))
 
+    def renditions(self, graph_version: str) -> list[str]:
+        """Renditions this label covers for a graph version (``original`` for labels made before renditions)."""
+        g = self.manifest().get("graphs", {}).get(graph_version, {})
+        return list(g.get("renditions", ["original"])) if g.get("complete") else []
+
+    def covers(self, image_ids: Sequence[str], captions: Sequence[str]) -> bool:
+        """Whether every given image row and caption row exists (any graph built from labeled images)."""
+        return not self.images.missing(image_ids) and not self.captions.missing([caption_key(c) for c in captions])
+
     def mark_complete(self, spec: ModelSpec, graph_version: str, **info) -> None:
         with file_lock(self.directory / ".lock"):
             m = self.manifest() or {"format": LABEL_FORMAT, "model_id": self.model_id, "graphs": {}}

@@ -20,7 +20,7 @@ shared with text:
 
 All models of one backbone share the trunk (``trunk_key``): the hub runs each classifier once per image.
 ``imagenet_top1`` of each spec is its zero-shot top-1 on ``imagenet-sample`` (one image per ImageNet class,
-1,000 images) measured with ``vlmhub evaluate``; INB ranks by it.
+1,000 images) measured with ``benchmarks/measure_imagenet_top1.py``; INB ranks by it.
 """
 
 from __future__ import annotations
@@ -204,8 +204,13 @@ _CONSTRUCTIONS = {
     "wnhier": (WordNetHierarchyModel, 1860, "WordNet-hierarchy matching over {b}: class + hypernym mass, IC-weighted"),
 }
 
-#: measured zero-shot top-1 on imagenet-sample (see module docstring); None until measured
-_TOP1: dict[str, float] = {}
+#: zero-shot top-1 on imagenet-sample (1,000 images, prompt "a photo of a {name}."), measured with
+#: ``benchmarks/measure_imagenet_top1.py`` on the default graph's labels
+_TOP1: dict[str, float] = {
+    "conse-lite0": 0.816, "conse-lite1": 0.825, "conse-lite2": 0.819,
+    "label-lite0": 0.813, "label-lite1": 0.826, "label-lite2": 0.818,
+    "wnhier-lite0": 0.793, "wnhier-lite1": 0.807, "wnhier-lite2": 0.792,
+}
 
 DEFAULT_HUB: list[ModelSpec] = []
 

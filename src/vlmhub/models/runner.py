@@ -35,9 +35,18 @@ def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 def _prep_batch(model: ZeroShotModel, refs: Sequence[ImageRef]):
+    """Decode and preprocess a batch; a ref ``(id, path, rendition)`` is rendered first (see concepts.renditions)."""
     import torch
 
-    return torch.stack([model.preprocess(load_image(p)) for _, p in refs])
+    from ..concepts.renditions import render
+
+    out = []
+    for ref in refs:
+        im = load_image(ref[1])
+        if len(ref) > 2 and ref[2] not in (None, "original"):
+            im = render(im, ref[2])
+        out.append(model.preprocess(im))
+    return torch.stack(out)
 
 
 def trunk_features(

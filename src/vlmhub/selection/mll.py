@@ -127,6 +127,9 @@ class MLLConfig:
     normalize_z: bool = False
     caption_sources: tuple[CaptionSource, ...] = DEFAULT_SOURCES
     text_embedder: str = "minilm"
+    #: which rendition of the sample images the labels are read under: "original" (the paper), a
+    #: :class:`~vlmhub.concepts.renditions.Rendition` value, or "auto" (chosen from the task's domain text)
+    rendition: str = "original"
 
     def __post_init__(self) -> None:
         if self.k_models < 1:
@@ -137,6 +140,10 @@ class MLLConfig:
             raise TaskError(f"the number of nodes per class must be at least 1 (got {self.k_nodes}).")
         if self.metric not in ("precision", "f1"):
             raise TaskError(f"metric must be 'precision' (Eq. 5) or 'f1' (got {self.metric!r}).")
+        from ..concepts.renditions import Rendition
+
+        if self.rendition != "auto" and self.rendition not in {r.value for r in Rendition}:
+            raise TaskError(f"unknown rendition {self.rendition!r}; use auto or one of {[r.value for r in Rendition]}.")
 
 
 @dataclass(frozen=True)
@@ -214,8 +221,13 @@ class MLLSelector:
             self.config = replace(self.config, **overrides)
 
     # ------------------------------------------------------------------------------------------
-    def fit(self, model_ids: Sequence[str] | None = None, graph: SemanticGraph | None = None) -> "MLLSelector":
-        """Load the graph, the labels of ``model_ids`` (default: all labeled) and the node caption embeddings."""
+    def fit(self, model_ids: Sequence[str] | None = None, graph: SemanticGraph | None = None, *,
+            require_complete: bool = True) -> "MLLSelector":
+        """Load the graph, the labels of ``model_ids`` (default: all labeled) and the node caption embeddings.
+
+        With ``require_complete=False`` any graph whose images and captions all have label rows is accepted
+        (e.g. a sub-graph of the labeled one: fewer sample sets or fewer images per node, for ablations).
+        """
         from ..concepts.graph import current_graph
 
         self.graph_ = graph or current_graph(self.settings)
@@ -223,7 +235,13 @@ class MLLSelector:
         ids = list(model_ids) if model_ids is not None else store.labeled_models(self.graph_.version)
         if not ids:
             raise NotLabeledError(f"no labeled models for graph {self.graph_.version}. Run `vlmhub label` first.")
-        store.require(ids, self.graph_.version)
+        if require_complete:
+            store.require(ids, self.graph_.version)
+        else:
+            img, caps = self.graph_.image_ids(), self.graph_.captions()
+            short = [m for m in ids if not store.label(m).covers(img, caps)]
+            if short:
+                raise NotLabeledError(f"labels of {', '.join(short)} do not cover this graph. Run `vlmhub label` on it.")
         self.model_ids_ = tuple(ids)
         self.embedder_ = CachedTextEmbedder(get_text_embedder(self.config.text_embedder), self.settings.cache_dir / "text")
         self.node_emb_ = self.embedder_.encode(self.graph_.captions())
@@ -264,11 +282,28 @@ class MLLSelector:
         row = {x: i for i, x in enumerate(image_ids)}
         membership = [(vi, row[x]) for vi, n in enumerate(nodes) for x in n.images]
         cap_keys = [caption_key(n.caption) for n in nodes]
+        rendition = self.rendition_for(task)
+        from ..concepts.renditions import rendered_id
+
+        label_rows = [rendered_id(x, rendition) for x in image_ids]
         P = np.zeros((len(self.model_ids_), len(nodes)))
         for mi in range(len(self.model_ids_)):
-            P[mi] = node_precision(self._img_tables[mi].get(image_ids), self._cap_tables[mi].get(cap_keys), membership, metric=cfg.metric)
+            missing = self._img_tables[mi].missing(label_rows[:1] + label_rows[-1:])
+            if missing:
+                raise NotLabeledError(f"{self.model_ids_[mi]} has no label rows for rendition {rendition!r}. "
+                                      f"Run `vlmhub label --renditions {rendition}`.")
+            P[mi] = node_precision(self._img_tables[mi].get(label_rows), self._cap_tables[mi].get(cap_keys), membership, metric=cfg.metric)
         p_my = class_estimates(P, Z)
-        return {"selected": selected, "Z": Z, "sims": sims, "P": P, "p": p_my, "r": reuse_scores(p_my, cfg.alpha), "captions": caps}
+        return {"selected": selected, "Z": Z, "sims": sims, "P": P, "p": p_my, "r": reuse_scores(p_my, cfg.alpha),
+                "captions": caps, "rendition": rendition}
+
+    def rendition_for(self, task: Task) -> str:
+        """The rendition the labels are read under for ``task`` (``config.rendition``, or by domain if "auto")."""
+        from ..concepts.renditions import rendition_for_domain
+
+        if self.config.rendition == "auto":
+            return rendition_for_domain(task.domain).value
+        return self.config.rendition
 
     def select(self, task: Task, k: int | None = None) -> Selection:
         """Rank every model for every class of ``task`` (Eq. 5-7) and keep the top ``k`` per class."""

@@ -1,0 +1,162 @@
+"""Each selector on a small synthetic table where the right answer is known (hashing embedder, fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vlmhub.errors import TableError
+from vlmhub.tables import ModelInfo, PerformanceTable, TaskDescription, get_selector, leave_one_dataset_out
+from vlmhub.tables.selectors.fennec import nmf
+from vlmhub.tables.selectors.learned import listwise_rank_loss
+
+EMB = "hashing256"
+ANIMALS = ("dog", "cat", "horse", "sheep", "cow", "tiger", "lion", "zebra")
+DIGITS = tuple("0123456789")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLMHUB_HOME", str(tmp_path / "home"))
+
+
+def _synthetic() -> PerformanceTable:
+    """12 models: 0-5 are photo specialists (strong on ImageNet and animal tasks), 6-11 digit specialists.
+
+    Within each group, a higher index is better; the photo group is better on average and on ImageNet,
+    so INB and best-mean pick a photo model, while a digit task should go to model 11.
+    """
+    rng = np.random.default_rng(0)
+    models = tuple(
+        ModelInfo(
+            f"m{i}",
+            arch="ViT-B-32" if i < 6 else "RN50",
+            family="ViT" if i < 6 else "RN",
+            pretraining_data="laion2b" if i < 6 else "openai",
+            params_m=100.0 + 10 * i,
+            gflops=5.0 + i,
+        )
+        for i in range(12)
+    )
+    photo = [TaskDescription("ImageNet 1k", "natural photograph", "object recognition", ANIMALS)]
+    photo += [TaskDescription(f"animals{k}", "natural photograph of animals", "animal recognition", ANIMALS[k : k + 5]) for k in range(3)]
+    digit = [TaskDescription(f"digits{k}", "handwritten digit image", "digit classification", DIGITS) for k in range(3)]
+    acc = np.zeros((12, 7))
+    for i in range(12):
+        g, r = divmod(i, 6)
+        for j in range(7):
+            is_photo = j < 4
+            base = 0.75 if (g == 0) == is_photo else 0.35
+            acc[i, j] = base + 0.03 * r + rng.normal(0, 0.003)
+    return PerformanceTable("synthetic", models, tuple(photo + digit), np.clip(acc, 0, 1), reference="ImageNet 1k")
+
+
+TARGET = TaskDescription("my digits", "handwritten digit image", "digit classification", DIGITS)
+
+
+def _top(name, table=None, **kw):
+    t = table or _synthetic()
+    sel = get_selector(name, embedder=EMB, **kw).fit(t)
+    scores = sel.score(TARGET)
+    assert scores.shape == (t.n_models,) and np.isfinite(scores).all()
+    return int(np.argmax(scores)), scores
+
+
+def test_inb_picks_imagenet_best():
+    top, _ = _top("inb")
+    assert top == 5
+
+
+def test_best_mean_picks_highest_mean():
+    t = _synthetic()
+    top, s = _top("best-mean")
+    assert top == int(np.argmax(t.acc.mean(1)))
+    np.testing.assert_allclose(s, t.acc.mean(1))
+
+
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("mll", {}),
+        ("vlmhub", {"lam": 1.0, "temperature": 0.05}),
+        ("fennec", {"k": 2, "alpha": 0.0}),
+        ("guided-fm", {}),
+        ("model-spider", {}),
+    ],
+)
+def test_text_selectors_find_the_digit_specialist(name, kw):
+    top, s = _top(name, **kw)
+    assert top == 11, f"{name} picked m{top}"
+    # the digit group as a whole outranks the photo group
+    assert s[6:].mean() > s[:6].mean()
+
+
+def test_vlmhub_nested_loo_picks_grid_point():
+    sel = get_selector("vlmhub", embedder=EMB).fit(_synthetic())
+    assert sel.lam_ in sel.LAMBDAS and sel.temperature_ in sel.TEMPERATURES
+    assert sel.inner_scores_
+    w = sel.neighbour_weights(TARGET)
+    assert w.sum() == pytest.approx(1.0) and w[4:].sum() > 0.5  # digit columns dominate
+
+
+def test_vlmhub_beats_inb_on_synthetic_protocol():
+    t = _synthetic()
+    inb = leave_one_dataset_out(t, "inb")
+    ours = leave_one_dataset_out(t, get_selector("vlmhub", embedder=EMB))
+    assert ours.mean("regret") < inb.mean("regret")
+
+
+def test_modelgpt_recovers_linear_relation():
+    t = _synthetic()
+    rng = np.random.default_rng(1)
+    f1 = rng.uniform(size=t.acc.shape)
+    f2 = rng.uniform(size=t.acc.shape)
+    acc = np.clip(0.2 + 0.5 * f1 + 0.1 * f2, 0, 1)
+    tt = PerformanceTable("lin", t.models, t.datasets, acc, features={"a": f1, "b": f2}, reference="ImageNet 1k")
+    res = leave_one_dataset_out(tt, "modelgpt")
+    assert res.mean("regret") == pytest.approx(0.0, abs=1e-6)
+    assert res.mean("tau") == pytest.approx(1.0)
+    sel = get_selector("modelgpt").fit(tt.without_dataset(1))
+    with pytest.raises(TableError, match="features"):
+        sel.score(TARGET)
+    with pytest.raises(TableError, match="features"):
+        get_selector("modelgpt").fit(_synthetic())
+
+
+def test_inb_needs_reference():
+    t = _synthetic()
+    no_ref = PerformanceTable("x", t.models, t.datasets, t.acc, reference=None)
+    with pytest.raises(TableError, match="ImageNet"):
+        get_selector("inb").fit(no_ref)
+
+
+def test_ensemble_runs():
+    top, s = _top("vlmhub-ensemble", members=("vlmhub", "mll"))
+    assert s.min() >= 0 and s.max() <= 1
+
+
+def test_missing_cells_are_handled():
+    t = _synthetic()
+    acc = t.acc.copy()
+    acc[3, 5] = np.nan
+    acc[8, 1] = np.nan
+    tt = PerformanceTable("holes", t.models, t.datasets, acc, reference="ImageNet 1k")
+    for name in ("best-mean", "mll", "fennec", "guided-fm", "vlmhub"):
+        s = get_selector(name, embedder=EMB).fit(tt).score(TARGET)
+        assert np.isfinite(s).all(), name
+
+
+def test_nmf_reconstructs_low_rank():
+    rng = np.random.default_rng(0)
+    P = rng.uniform(size=(20, 3)) @ rng.uniform(size=(3, 8))
+    M, D = nmf(P, 3, n_iter=2000, alpha_m=0.0, alpha_d=0.0)
+    assert np.abs(M @ D.T - P).max() < 0.05
+
+
+def test_listwise_loss_prefers_correct_order():
+    import torch
+
+    truth = torch.tensor([[0.9, 0.5, 0.1]])
+    good = listwise_rank_loss(torch.tensor([[3.0, 2.0, 1.0]]), truth)
+    bad = listwise_rank_loss(torch.tensor([[1.0, 2.0, 3.0]]), truth)
+    assert good < bad
