@@ -131,8 +131,8 @@ def run_hub(tmp: Path, n_nodes: int, n_models: int, classes: list[int], args) ->
     est_build = one * n_models
     print(f"index build: {1e3 * one:.0f} ms/model (L={args.L}, mean certified prefix {ix.lengths().mean():.1f}), "
           f"{ix.nbytes / 1e3:.0f} kB/model ({ix.ranks.dtype}), est. {est_build:.0f} s for the hub")
-    if est_build > TIME_LIMIT:
-        print(f"  SKIPPED the rest of this hub: building {n_models} indexes would take ~{est_build:.0f} s > {TIME_LIMIT:.0f} s "
+    if est_build > args.time_limit:
+        print(f"  SKIPPED the rest of this hub: building {n_models} indexes would take ~{est_build:.0f} s > {args.time_limit:.0f} s "
               f"(one-off per graph version; the per-model figure above is the cost)")
         shutil.rmtree(home, ignore_errors=True)
         return
@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="print where the time of each path goes")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--time-limit", type=float, default=TIME_LIMIT, help="skip hubs whose index build exceeds this (s)")
     args = ap.parse_args()
     pin_threads(args.threads)
     print(thread_report())

@@ -228,7 +228,16 @@ def test_run_score_study_toy_hub_end_to_end(toy_hub, color_data, tmp_path):
     assert (tmp_path / "out" / "score_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows_csv = (tmp_path / "out" / "score_study_rows.csv").read_text().splitlines()
     assert len(rows_csv) == 1 + len(res.rows)
-    json.loads((tmp_path / "out" / "score_study.json").read_text())
+    # JSON round trip and combining runs
+    from vlmhub.evaluation.score_study import StudyResult, combine_results
+
+    back = StudyResult.from_dict(json.loads((tmp_path / "out" / "score_study.json").read_text()))
+    assert json.loads(json.dumps(back.to_dict())) == json.loads(json.dumps(res.to_dict()))
+    assert back.summary_markdown() == res.summary_markdown()
+    with pytest.raises(DataError, match="more than one"):
+        combine_results([res, back])
+    with pytest.raises(DataError, match="not a score-study result"):
+        StudyResult.from_dict({"config": {}})
     # seeds make it deterministic (features come from the cache the second time)
     res2 = run_score_study(toy_hub, [task], cfg, forward_timing_images=0)
     assert [(r.selector, r.shots, r.seed, r.scores, r.tau_zs) for r in res.rows] == \

@@ -79,6 +79,7 @@ def test_best_mean_picks_highest_mean():
     [
         ("mll", {}),
         ("vlmhub", {"lam": 1.0, "temperature": 0.05}),
+        ("vlmhub-overlap", {"lam": 1.0, "temperature": 0.05}),
         ("fennec", {"k": 2, "alpha": 0.0}),
         ("guided-fm", {}),
         ("model-spider", {}),
@@ -97,6 +98,33 @@ def test_vlmhub_nested_loo_picks_grid_point():
     assert sel.inner_scores_
     w = sel.neighbour_weights(TARGET)
     assert w.sum() == pytest.approx(1.0) and w[4:].sum() > 0.5  # digit columns dominate
+
+
+def test_class_overlap_and_field_similarity():
+    from vlmhub.tables.text import class_overlap, field_similarity
+
+    cifar = TaskDescription("c10", "photo", "objects", ("airplane", "Automobile", "bird", "cat"))
+    stl = TaskDescription("stl", "photo", "objects", ("airplane", "automobile", "bird", "monkey", "ship"))
+    assert class_overlap(cifar, stl) == pytest.approx(0.75)  # 3 of the smaller set's 4 names
+    assert class_overlap(cifar, TaskDescription("none", "photo")) == 0.0
+    assert class_overlap(TARGET, TARGET) == 1.0
+    t = _synthetic()
+    S = field_similarity(EMB, [TARGET], t.datasets, "domain")
+    assert S.shape == (1, t.n_datasets)
+    assert S[0, 4:].min() == pytest.approx(1.0, abs=1e-5)  # identical domain text
+    assert S[0, 4:].min() > S[0, :4].max()
+
+
+def test_vlmhub_overlap_trusts_same_label_space():
+    """Digit columns share the target's exact class names: nested LOO + overlap kernel weight them."""
+    sel = get_selector("vlmhub-overlap", embedder=EMB).fit(_synthetic())
+    assert sel.kernel_features == ("desc", "class", "overlap", "domain", "task")
+    assert len(sel.coef_) == 1 + 5 + 1
+    w = sel.neighbour_weights(TARGET)
+    assert w.sum() == pytest.approx(1.0) and w[4:].sum() > 0.5
+    assert int(np.argmax(sel.score(TARGET))) == 11
+    with pytest.raises(TableError, match="kernel feature"):
+        get_selector("vlmhub", embedder=EMB, kernel_features=("desc", "colour")).fit(_synthetic())
 
 
 def test_vlmhub_beats_inb_on_synthetic_protocol():
@@ -141,7 +169,7 @@ def test_missing_cells_are_handled():
     acc[3, 5] = np.nan
     acc[8, 1] = np.nan
     tt = PerformanceTable("holes", t.models, t.datasets, acc, reference="ImageNet 1k")
-    for name in ("best-mean", "mll", "fennec", "guided-fm", "vlmhub"):
+    for name in ("best-mean", "mll", "fennec", "guided-fm", "vlmhub", "vlmhub-overlap"):
         s = get_selector(name, embedder=EMB).fit(tt).score(TARGET)
         assert np.isfinite(s).all(), name
 

@@ -92,15 +92,13 @@ class Hub:
     def label(self, model_ids: Sequence[str] | None = None, *, sample_sets: Sequence[str | Path] | None = None,
               max_images: int = 75, max_per_concept: int | None = None, force: bool = False, progress: bool = True,
               graph: SemanticGraph | None = None, renditions: Sequence[str] = ("original",)) -> LabelReport:
-        """Label every model not yet labeled on the graph of ``sample_sets`` (built and made current)."""
+        """Label every model not yet labeled on the graph of ``sample_sets`` (built and made current).
+
+        Rows that already exist (images, captions, renditions) are reused, so re-running is cheap and growing
+        the graph only embeds what is new.
+        """
         if graph is None:
-            try:
-                existing = current_graph(self.settings) if sample_sets is None and max_per_concept is None else None
-            except NotLabeledError:
-                existing = None
-            except Exception:  # noqa: BLE001 - no current graph yet
-                existing = None
-            graph = existing or self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)
+            graph = self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)
         models = self.models(model_ids)
         report = label_models(models, graph, self.settings, force=force, progress=progress, renditions=renditions)
         save_graph(graph, self.settings)

@@ -105,10 +105,9 @@ def cmd_benchmark(args) -> int:
     # ablations
     abl = []
     if not args.no_ablations:
-        rends = set()
         store = LabelStore(hub.settings)
-        for m in ids:
-            rends.update(store.label(m).renditions(hub.graph().version))
+        version = hub.graph().version
+        rends = set.intersection(*(set(store.label(m).renditions(version)) for m in ids))  # covered by every model
         variants = default_ablations(sorted(rends))
         bar = tqdm(total=len(variants), desc="ablations", disable=quiet)
         abl = run_ablations(hub, variants, datas, progress=bar.update)

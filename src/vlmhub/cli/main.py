@@ -117,9 +117,8 @@ def cmd_evaluate(args) -> int:
     task = _task(args.task_dir, hub.settings)
     if task.root is None:
         raise TaskError(f"{args.task_dir} is a task file without images; evaluate needs a task folder (ImageFolder + dataset.json).")
-    ids = hub.labeled_model_ids()
-    hub.selector()  # fails early with a clear message if labels are missing
-    res = evaluate_task(task, hub.models(ids), hub.selector(**_config(args)), hub.settings, weighting=args.weighting,
+    selector = hub.selector(**_config(args))  # fails early, with the fix, if labels are missing
+    res = evaluate_task(task, hub.models(selector.model_ids_), selector, hub.settings, weighting=args.weighting,
                         limit_per_class=args.limit_per_class, progress=not args.quiet)
     print(json.dumps(res.to_dict(detail=args.detail), indent=1) if args.json else res.format())
     return 0
@@ -216,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="label the offline hub and evaluate the shared targets (README main job)")
     common(sp)
     sp.add_argument("--targets", default="cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5")
-    sp.add_argument("--limit-per-class", type=int, default=50)
+    sp.add_argument("--limit-per-class", type=int, default=20, help="seeded images per class and target (default 20)")
     sp.set_defaults(func=cmd_demo)
 
     import importlib

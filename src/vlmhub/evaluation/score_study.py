@@ -78,6 +78,7 @@ __all__ = [
     "study_target",
     "summarize",
     "render_plot",
+    "combine_results",
     "measure_forward_seconds",
     "imagenet_top1_scores",
     "run_score_study",
@@ -324,19 +325,61 @@ class StudyResult:
     def to_dict(self) -> dict:
         def clean(x: Any) -> Any:
             if isinstance(x, float):
-                return None if not math.isfinite(x) else round(x, 6)
+                return None if not math.isfinite(x) else x
             if isinstance(x, (tuple, list)):
                 return [clean(v) for v in x]
             return x
 
         return {
             "config": self.config.to_dict(),
-            "forward_seconds_per_image": {k: round(v, 5) for k, v in self.forward_seconds_per_image.items()},
+            "forward_seconds_per_image": {k: float(v) for k, v in self.forward_seconds_per_image.items()},
             "notes": list(self.notes),
             "summary": [{k: clean(v) for k, v in s.__dict__.items()} for s in self.summary()],
             "truth": [{k: clean(v) for k, v in t.truth.__dict__.items()} for t in self.targets],
             "rows": [{k: clean(v) for k, v in r.__dict__.items()} for r in self.rows],
         }
+
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "StudyResult":
+        """Rebuild a result from :meth:`to_dict` output (e.g. a ``score_study.json``)."""
+        def num(x: Any) -> float:
+            return float("nan") if x is None else float(x)
+
+        try:
+            c = d["config"]
+            config = StudyConfig(shots=tuple(c["shots"]), repeats=int(c["repeats"]), eval_per_class=int(c["eval_per_class"]),
+                                 pool_per_class=int(c["pool_per_class"]), folds=int(c["folds"]), l2=float(c["l2"]),
+                                 seed=int(c["seed"]), scores=tuple(c["scores"]))
+            rows = [SelectorRow(**{**r, "scores": tuple(num(v) for v in r["scores"]),
+                                   **{k: num(r[k]) for k in ("tau_zs", "rho_zs", "tau_lp", "rho_lp", "pick_acc", "regret",
+                                                             "pick_lp", "regret_lp", "seconds")}}) for r in d["rows"]]
+            targets = []
+            for t in d["truth"]:
+                truth = TargetTruth(t["target"], tuple(t["model_ids"]), tuple(num(v) for v in t["zero_shot"]),
+                                    tuple(num(v) for v in t["linear_probe"]), int(t["n_eval"]), int(t["n_classes"]),
+                                    tuple(int(v) for v in t["pool_per_class"]), num(t["seconds_linear_probe"]))
+                targets.append(TargetStudy(truth, tuple(r for r in rows if r.target == truth.target)))
+            return cls(config, tuple(targets), dict(d.get("forward_seconds_per_image") or {}), tuple(d.get("notes") or ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"not a score-study result ({type(exc).__name__}: {exc}); pass the score_study.json "
+                            f"that `vlmhub score-study --out` wrote") from None
+
+
+def combine_results(results: Sequence[StudyResult]) -> StudyResult:
+    """One result from several runs of the same configuration on different targets (timings of the
+    first run that measured forward time are kept)."""
+    if not results:
+        raise DataError("nothing to combine")
+    cfg = results[0].config
+    if any(r.config.to_dict() != cfg.to_dict() for r in results):
+        raise DataError("results with different study configurations cannot be combined; rerun with the same options")
+    names = [t.truth.target for r in results for t in r.targets]
+    if len(set(names)) != len(names):
+        raise DataError(f"a target appears in more than one result: {names}")
+    forward = next((r.forward_seconds_per_image for r in results if r.forward_seconds_per_image), {})
+    notes = tuple(dict.fromkeys(n for r in results for n in r.notes))
+    return StudyResult(cfg, tuple(t for r in results for t in r.targets), dict(forward), notes)
 
 
 def _f(x: float, nd: int = 3) -> str:
@@ -654,10 +697,11 @@ def study_target(data: TargetData, config: StudyConfig = StudyConfig(), *,
 
 def summarize(rows: Sequence[SelectorRow], forward_seconds_per_image: float = float("nan")) -> tuple[SummaryRow, ...]:
     """Mean metrics per (selector, shots) over targets and seeds (NaN rows are left out and counted)."""
-    keys = list(dict.fromkeys((r.selector, r.shots) for r in rows))
-    keys.sort(key=lambda k: (k[0] not in LABEL_FREE, k[0] != PROBE_ZS, 0, k[1]))
-    order = {sel: i for i, sel in enumerate(dict.fromkeys(k[0] for k in keys))}
-    keys.sort(key=lambda k: (order[k[0]], k[1]))
+    sels = list(dict.fromkeys(r.selector for r in rows))
+    # label-free selectors first, then probe zero-shot accuracy, then the scores in order of appearance
+    sels.sort(key=lambda sel: (sel not in LABEL_FREE, sel != PROBE_ZS))
+    rank = {sel: i for i, sel in enumerate(sels)}
+    keys = sorted(dict.fromkeys((r.selector, r.shots) for r in rows), key=lambda k: (rank[k[0]], k[1]))
     out = []
     for sel, shots in keys:
         rs = [r for r in rows if r.selector == sel and r.shots == shots]
@@ -761,7 +805,9 @@ def run_score_study(hub: Any, tasks: Sequence[Any], config: StudyConfig = StudyC
 
     Only the evaluation images and the probe pool are embedded; trunk features go to the hub's
     feature cache, so a second run is cheap. Forward time is measured once (``forward_timing_images``
-    uncached images of the first task per trunk; 0 skips it).
+    uncached images of the first task per trunk; 0 skips it). MLL's seconds are those of
+    ``selector.estimate(task)`` (caption text embedding and Eq. 5-7) after a warm-up call that loads
+    WordNet and the text model once per process.
     """
     from ..models.runner import embed_images
     from ..reuse.ensemble import zero_shot_probs
@@ -777,6 +823,7 @@ def run_score_study(hub: Any, tasks: Sequence[Any], config: StudyConfig = StudyC
     models = hub.models(ids)
     settings = hub.settings
     studies, forward, notes = [], {}, []
+    selector.estimate(tasks[0])  # one-time loads (WordNet, text model) are not charged to the first target
     for ti, task in enumerate(tasks):
         images = task_images(task)
         labels = np.asarray(images.labels, dtype=np.int64)

@@ -56,9 +56,8 @@ def wordnet_synset_for(cls: str, context: str, wn, embedder=None):
         return None
     if len(senses) == 1 or embedder is None:
         return senses[0]
-    from ..concepts.wordnet import synset_caption
-
-    e = embedder.encode([context] + [synset_caption(s) for s in senses])
+    # compare the context with the definitions alone: the class name they all share would only add noise
+    e = embedder.encode([context] + [s.definition() for s in senses])
     sims = e[1:] @ e[0]
     # prefer frequent senses slightly: WordNet lists senses by frequency
     sims = sims - 0.01 * np.arange(len(senses))
@@ -106,7 +105,7 @@ def class_captions(
             elif src == "template":
                 caps.append(_template(task, cls))
             elif src == "wordnet" and wordnet is not None:
-                s = wordnet_synset_for(cls, _template(task, cls), wordnet, embedder)
+                s = wordnet_synset_for(cls, f"a {task.domain} of a {cls}", wordnet, embedder)
                 if s is not None:
                     caps.append(f"{cls}, which is {s.definition()}")
             elif src == "llm":

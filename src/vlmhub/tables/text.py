@@ -8,13 +8,23 @@ embeddings are memoised per process and embedder, so a leave-one-out benchmark e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
 from .records import TaskDescription
 
-__all__ = ["resolve_embedder", "embed_texts", "TaskText", "embed_task", "task_vector", "dataset_similarity"]
+__all__ = [
+    "resolve_embedder",
+    "embed_texts",
+    "TaskText",
+    "embed_task",
+    "task_vector",
+    "dataset_similarity",
+    "class_overlap",
+    "field_similarity",
+]
 
 _MEMO: dict[tuple[str, str], np.ndarray] = {}
 _MEMO_LIMIT = 200_000
@@ -87,3 +97,27 @@ def dataset_similarity(target: TaskText, history: Sequence[TaskText], desc_weigh
         else:
             out[j] = d
     return out
+
+
+@lru_cache(maxsize=4096)
+def _class_set(task: TaskDescription) -> frozenset[str]:
+    return frozenset(" ".join(c.replace("_", " ").lower().split()) for c in task.classes)
+
+
+def class_overlap(a: TaskDescription, b: TaskDescription) -> float:
+    """Share of the smaller label set also in the other, ``|A & B| / min(|A|, |B|)`` (0 when either has none).
+
+    Exact (case- and underscore-insensitive) class-name overlap: 1.0 between ImageNet variants that reuse
+    the 1000 ImageNet names, 0.9 between CIFAR-10 and STL-10 (9 of 10 shared), 0 for unrelated label sets.
+    """
+    sa, sb = _class_set(a), _class_set(b)
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / min(len(sa), len(sb))
+
+
+def field_similarity(embedder, targets: Sequence[TaskDescription], history: Sequence[TaskDescription], field: str) -> np.ndarray:
+    """Cosine similarity of one text field (``"domain"`` or ``"task"``) between task lists, ``(len(targets), len(history))``."""
+    ta = embed_texts(embedder, [getattr(t, field) or "image" for t in targets])
+    hb = embed_texts(embedder, [getattr(t, field) or "image" for t in history])
+    return (ta @ hb.T).astype(np.float64)

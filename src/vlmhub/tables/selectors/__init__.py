@@ -1,17 +1,18 @@
 """Table selectors behind one scikit-learn-style interface, and their registry.
 
-=================  ==============================================================================
-name               method
-=================  ==============================================================================
-``inb``            ImageNet-1k accuracy (ImageNet baseline)
-``best-mean``      mean accuracy over the history datasets
-``modelgpt``       LOVM's ModelGPT: linear model on 7 text-derived features (tables with features)
-``mll``            MLL at dataset granularity: caption matching + Eq. 7 alpha-mix
-``fennec``         Fennec: NMF + text->task-vector regressor + meta features, alpha merge
-``guided-fm``      guided recommendation: factorization machine over model/dataset features
-``model-spider``   Model Spider: model tokens + 1-layer transformer, listwise ranking loss
-``vlmhub``         vlmhub's selector (see :mod:`vlmhub.tables.selectors.vlmhub_selector`)
-=================  ==============================================================================
+=================== ==============================================================================
+name                method
+=================== ==============================================================================
+``inb``             ImageNet-1k accuracy (ImageNet baseline)
+``best-mean``       mean accuracy over the history datasets
+``modelgpt``        LOVM's ModelGPT: linear model on 7 text-derived features (tables with features)
+``mll``             MLL at dataset granularity: caption matching + Eq. 7 alpha-mix
+``fennec``          Fennec: NMF + text->task-vector regressor + meta features, alpha merge
+``guided-fm``       guided recommendation: factorization machine over model/dataset features
+``model-spider``    Model Spider: model tokens + 1-layer transformer, listwise ranking loss
+``vlmhub``          vlmhub's selector (see :mod:`vlmhub.tables.selectors.vlmhub_selector`)
+``vlmhub-overlap``  ``vlmhub`` + class-name overlap, domain and task-type cosines in the kernel
+=================== ==============================================================================
 """
 
 from __future__ import annotations

@@ -29,20 +29,22 @@ import numpy as np
 from scipy import stats
 
 from ..records import PerformanceTable, TaskDescription
-from ..text import dataset_similarity, embed_task
+from ...errors import TableError
+from ..text import class_overlap, dataset_similarity, embed_task, field_similarity
 from .base import TableSelector, register_selector, ridge_fit, zscore_columns
 
-__all__ = ["VlmhubSelector", "RankEnsembleSelector", "agreement_kernel"]
+__all__ = ["VlmhubSelector", "VlmhubOverlapSelector", "RankEnsembleSelector", "agreement_kernel"]
 
 
-def _pair_design(sd: np.ndarray, sc: np.ndarray, rel_a: np.ndarray, rel_b: np.ndarray) -> np.ndarray:
-    return np.stack([np.ones_like(sd), sd, sc, rel_a + rel_b], axis=-1)
+def _pair_design(sims, rel_a: np.ndarray, rel_b: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(rel_a), *sims, rel_a + rel_b], axis=-1)
 
 
-def agreement_kernel(Z: np.ndarray, Sd: np.ndarray, Sc: np.ndarray, ridge: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``agreement(i, j) ~ [1, Sd, Sc, rel_i + rel_j]`` (ridge) on the pairs of history columns ``Z``.
+def agreement_kernel(Z: np.ndarray, *S: np.ndarray, ridge: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``agreement(i, j) ~ [1, S_1, ..., S_k, rel_i + rel_j]`` (ridge) on the pairs of history columns ``Z``.
 
-    Returns ``(coef, reliability)``; ``Sd``/``Sc`` are the (h, h) description/class similarities.
+    Returns ``(coef, reliability)``; each ``S`` is an (h, h) task similarity (description cosine, class
+    caption match, and optionally class-name overlap, domain and task-type cosines).
     """
     h = Z.shape[1]
     with np.errstate(all="ignore"):
@@ -51,16 +53,16 @@ def agreement_kernel(Z: np.ndarray, Sd: np.ndarray, Sc: np.ndarray, ridge: float
     off = np.abs(C - np.eye(h))
     rel = off.max(1) if h > 1 else np.ones(h)
     iu = np.triu_indices(h, 1)
-    if len(iu[0]) < 4:
-        return np.array([0.0, 1.0, 0.0, 0.0]), rel
-    X = _pair_design(Sd[iu], Sc[iu], rel[iu[0]], rel[iu[1]])
+    if len(iu[0]) < len(S) + 2:
+        return np.array([0.0, 1.0] + [0.0] * len(S)), rel
+    X = _pair_design([M[iu] for M in S], rel[iu[0]], rel[iu[1]])
     W, b = ridge_fit(X[:, 1:], C[iu][:, None], ridge)
     return np.concatenate([b, W[:, 0]]), rel
 
 
-def _predicted_agreement(coef, rel, sd_t, sc_t) -> np.ndarray:
+def _predicted_agreement(coef, rel, sims_t) -> np.ndarray:
     # the target's own reliability is unknown: use the mean reliability of the history
-    return _pair_design(sd_t, sc_t, rel, np.full_like(rel, rel.mean())) @ coef
+    return _pair_design(sims_t, rel, np.full_like(rel, rel.mean())) @ coef
 
 
 def _softmax(x: np.ndarray, T: float) -> np.ndarray:
@@ -86,23 +88,43 @@ class VlmhubSelector(TableSelector):
         temperature: float | None = None,
         desc_weight: float = 0.5,
         class_limit: int = 64,
+        kernel_features: tuple[str, ...] = ("desc", "class"),
     ) -> None:
         self.embedder = embedder
         self.lam = lam
         self.temperature = temperature
         self.desc_weight = desc_weight
         self.class_limit = class_limit
+        self.kernel_features = tuple(kernel_features)
+
+    KERNEL_FEATURES = ("desc", "class", "overlap", "domain", "task")
+
+    def _similarities(self, targets, target_texts) -> list[np.ndarray]:
+        """One ``(len(targets), n_history)`` similarity matrix per entry of ``kernel_features``."""
+        hist = self.history_.datasets
+        out = []
+        for f in self.kernel_features:
+            if f == "desc":
+                out.append(np.array([[float(a.desc @ b.desc) for b in self.texts_] for a in target_texts]))
+            elif f == "class":
+                out.append(np.array([dataset_similarity(t, self.texts_, 0.0) for t in target_texts]))
+            elif f == "overlap":
+                out.append(np.array([[class_overlap(a, b) for b in hist] for a in targets]))
+            elif f in ("domain", "task"):
+                out.append(field_similarity(self.embedder, targets, hist, f))
+            else:
+                raise TableError(f"unknown kernel feature {f!r}; choose from {self.KERNEL_FEATURES}")
+        return out
 
     # -- fitting -------------------------------------------------------------------------------------
     def _fit(self, history: PerformanceTable) -> None:
         self.texts_ = [embed_task(self.embedder, d, self.class_limit) for d in history.datasets]
         h = history.n_datasets
-        self.Sd_ = np.array([[float(a.desc @ b.desc) for b in self.texts_] for a in self.texts_])
-        self.Sc_ = np.array([dataset_similarity(t, self.texts_, 0.0) for t in self.texts_])
+        self.S_ = self._similarities(history.datasets, self.texts_)
         self.Z_ = zscore_columns(history.acc)
         ref = history.reference_index()
         self.anchor_ = self.Z_[:, ref] if ref is not None else self.Z_.mean(1)
-        self.coef_, self.rel_ = agreement_kernel(self.Z_, self.Sd_, self.Sc_)
+        self.coef_, self.rel_ = agreement_kernel(self.Z_, *self.S_)
         if self.lam is not None and self.temperature is not None:
             self.lam_, self.temperature_ = float(self.lam), float(self.temperature)
             self.inner_scores_ = {}
@@ -119,8 +141,8 @@ class VlmhubSelector(TableSelector):
         for i in pseudo:
             keep = [k for k in range(h) if k != i]
             Zi = zscore_columns(acc[:, keep])
-            coef, rel = agreement_kernel(Zi, self.Sd_[np.ix_(keep, keep)], self.Sc_[np.ix_(keep, keep)])
-            agree = _predicted_agreement(coef, rel, self.Sd_[i, keep], self.Sc_[i, keep])
+            coef, rel = agreement_kernel(Zi, *(M[np.ix_(keep, keep)] for M in self.S_))
+            agree = _predicted_agreement(coef, rel, [M[i, keep] for M in self.S_])
             ref_i = keep.index(ref) if ref is not None else None
             anchor = Zi[:, ref_i] if ref_i is not None else Zi.mean(1)
             y = acc[:, i]
@@ -139,14 +161,40 @@ class VlmhubSelector(TableSelector):
     def neighbour_weights(self, task: TaskDescription) -> np.ndarray:
         """Softmax weights of the history datasets for ``task`` under the calibrated kernel."""
         t = embed_task(self.embedder, task, self.class_limit)
-        sd = np.array([float(t.desc @ b.desc) for b in self.texts_])
-        sc = dataset_similarity(t, self.texts_, 0.0)
-        agree = _predicted_agreement(self.coef_, self.rel_, sd, sc)
+        sims = [M[0] for M in self._similarities([task], [t])]
+        agree = _predicted_agreement(self.coef_, self.rel_, sims)
         return _softmax(agree, self.temperature_)
 
     def _score(self, task: TaskDescription, features) -> np.ndarray:
         local = self.Z_ @ self.neighbour_weights(task)
         return (1 - self.lam_) * self.anchor_ + self.lam_ * local
+
+
+@register_selector
+class VlmhubOverlapSelector(VlmhubSelector):
+    """``vlmhub`` with a richer task kernel: + exact class-name overlap, domain cosine, task-type cosine.
+
+    Class-name overlap is 1 between ImageNet variants (same 1000 names) and 0.9 between CIFAR-10 and
+    STL-10; domain and task-type cosines separate e.g. satellite, medical and text-reading tasks from
+    natural photos even when class names are missing. The kernel weights of all five similarities (and
+    the reliability term) are fitted on the history pairs, ``lam``/``T`` by nested leave-one-out, as in
+    ``vlmhub``.
+    """
+
+    name = "vlmhub-overlap"
+    paper = "new in vlmhub (this project)"
+    summary = "vlmhub with class-name overlap, domain and task-type similarities in the calibrated kernel"
+
+    def __init__(
+        self,
+        embedder="minilm",
+        lam: float | None = None,
+        temperature: float | None = None,
+        desc_weight: float = 0.5,
+        class_limit: int = 64,
+        kernel_features: tuple[str, ...] = ("desc", "class", "overlap", "domain", "task"),
+    ) -> None:
+        super().__init__(embedder, lam, temperature, desc_weight, class_limit, kernel_features)
 
 
 def _quality(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,133 @@
+"""Labeling throughput per trunk of the offline hub vs the backbone's raw batched forward.
+
+Run:  python benchmarks/bench_labeling.py [--n 128] [--batch 64] [--backbones lite0 lite1 lite2] [--threads 1]
+
+Real images: the first ``--n`` files of ``<data>/images/imagenet-sample`` (``get_settings().images_dir``).
+Per backbone (the hub's three models conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
+
+* ``raw fwd``     the trunk's forward on already preprocessed tensors (batches of ``--batch``), the ceiling;
+* ``prep``        decode + resize + normalise on one thread (the labeler runs it in one background thread);
+* ``heads``       the three models' ``project_image`` on the trunk output;
+* ``label``       ``label_models`` end to end on a temporary hub whose graph holds the N images (captions
+                   pre-encoded so text is not timed): decode, forward, heads, shard writes;
+* ``ratio``       label / raw fwd (goal >= 0.9) and the split of the labeling wall time.
+
+Thread settings are printed; torch runs ``--threads`` threads while the labeler's preprocessing thread runs
+beside it, so on a 2-core machine ``--threads 1`` leaves one core to decoding. No assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import pin_threads, rss_mb, thread_report  # noqa: E402
+
+
+def _images(n: int) -> list[tuple[str, Path]]:
+    from vlmhub.models.imaging import IMAGE_EXTENSIONS
+    from vlmhub.settings import get_settings
+
+    root = get_settings().images_dir / "imagenet-sample"
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[:n]
+    if not files:
+        raise SystemExit(f"no images under {root}")
+    return [(f"{p.parent.name}/{p.name}", p) for p in files]
+
+
+def _graph(refs):
+    from vlmhub.concepts.graph import Node, SemanticGraph
+
+    node = Node("n00001740", "entity", "entity, which is that which is perceived to have its own distinct existence",
+                (), tuple(sorted(r[0] for r in refs)), True)
+    return SemanticGraph((node,), {r[0]: str(r[1]) for r in refs}, ("bench",), len(refs))
+
+
+def bench_backbone(backbone: str, refs, batch: int, tmp: Path) -> dict:
+    from vlmhub.labeling.labeler import label_models
+    from vlmhub.models import create_model
+    from vlmhub.models.runner import _prep_batch
+    from vlmhub.settings import Settings, get_settings
+
+    base = get_settings()
+    settings = Settings(home=tmp / f"hub-{backbone}", data_dir=base.data_dir, wordnet_dir=base.wordnet_dir, batch_size=batch)
+    models = [create_model(f"{fam}-{backbone}", settings) for fam in ("conse", "label", "wnhier")]
+    trunk = models[0]
+    graph = _graph(refs)
+    for m in models:  # load weights, class-text matrices and the caption cache before timing
+        m.encode_text([graph.nodes[0].caption])
+    _ = trunk.net
+    n = len(refs)
+    # decode + preprocess, one thread
+    t = time.perf_counter()
+    chunks = [_prep_batch(trunk, refs[i : i + batch]) for i in range(0, n, batch)]
+    t_prep = time.perf_counter() - t
+    # raw forward on the preprocessed tensors
+    trunk.image_features(chunks[0][:2])  # warm-up
+    t = time.perf_counter()
+    feats = [trunk.image_features(c) for c in chunks]
+    t_fwd = time.perf_counter() - t
+    # heads
+    for m in models:
+        m.project_image(feats[0][:2])
+    t = time.perf_counter()
+    for f in feats:
+        for m in models:
+            m.project_image(f)
+    t_heads = time.perf_counter() - t
+    # end to end
+    t = time.perf_counter()
+    label_models(models, graph, settings, batch_size=batch, progress=False)
+    t_label = time.perf_counter() - t
+    # shard writes alone (same sizes as the labeler writes)
+    from vlmhub.storage import EmbeddingTable
+
+    t = time.perf_counter()
+    for m in models:
+        dim = m.spec.embed_dim
+        tab = EmbeddingTable(tmp / f"w-{backbone}-{m.id}")
+        for i in range(0, n, batch):
+            ids = [r[0] for r in refs[i : i + batch]]
+            tab.append(ids, np.ones((len(ids), dim), np.float32))
+    t_write = time.perf_counter() - t
+    return {"n": n, "prep": t_prep, "fwd": t_fwd, "heads": t_heads, "label": t_label, "write": t_write}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--backbones", nargs="+", default=["lite0", "lite1", "lite2"])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    pin_threads(args.threads)
+    print(thread_report())
+    refs = _images(args.n)
+    print(f"{len(refs)} real images from imagenet-sample, batch {args.batch}; figures in images/s")
+    print(f"{'trunk':<18}{'raw fwd':>9}{'prep':>8}{'heads':>8}{'label':>8}{'ratio':>7}   labeling wall time split (serial estimate)")
+    tmp = Path(tempfile.mkdtemp(prefix="vlmhub-bench-label-"))
+    try:
+        for b in args.backbones:
+            r = bench_backbone(b, refs, args.batch, tmp)
+            n = r["n"]
+            ips = {k: n / r[k] for k in ("prep", "fwd", "heads", "label", "write")}
+            serial = r["fwd"] + r["heads"] + r["write"]
+            split = (f"fwd {100 * r['fwd'] / r['label']:.0f}%, heads {100 * r['heads'] / r['label']:.0f}%, "
+                     f"writes {100 * r['write'] / r['label']:.0f}%, prep {r['prep']:.2f} s "
+                     f"({'hidden' if r['prep'] < serial else 'NOT hidden'} behind fwd+heads+writes {serial:.2f} s)")
+            print(f"efficientnet-{b:<5}{ips['fwd']:>9.1f}{ips['prep']:>8.1f}{ips['heads']:>8.0f}{ips['label']:>8.1f}"
+                  f"{ips['label'] / ips['fwd']:>7.2f}   {split}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"peak RSS {rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
