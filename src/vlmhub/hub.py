@@ -21,7 +21,7 @@ from .errors import DataError, NotLabeledError
 from .labeling import LabelReport, LabelStore, label_models
 from .models import create_model, get_spec, list_models
 from .models.base import ZeroShotModel
-from .reuse.ensemble import MLLEnsemble, Weighting
+from .reuse.ensemble import DEFAULT_WEIGHTING, MLLEnsemble, Weighting
 from .selection.mll import MLLConfig, MLLSelector, Selection
 from .settings import Settings, get_settings
 from .tasks import Task
@@ -130,10 +130,10 @@ class Hub:
         """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only."""
         return self.selector(**config).select(task, k=k)
 
-    def ensemble(self, selection: Selection, weighting: Weighting = "entropy") -> MLLEnsemble:
+    def ensemble(self, selection: Selection, weighting: Weighting = DEFAULT_WEIGHTING) -> MLLEnsemble:
         return MLLEnsemble(selection, {m: self.model(m) for m in selection.used_models()}, weighting)
 
-    def predict(self, task: Task, images: Sequence[str | Path], *, k: int = 3, weighting: Weighting = "entropy",
+    def predict(self, task: Task, images: Sequence[str | Path], *, k: int = 3, weighting: Weighting = DEFAULT_WEIGHTING,
                 **config) -> list[dict]:
         """Classify image files with the MLL ensemble; one ``{image, class, confidence}`` per image."""
         from .models.imaging import IMAGE_EXTENSIONS

@@ -101,7 +101,7 @@ def cmd_benchmark(args) -> int:
     for data, p in zip(datas, ps):
         lq.append({"dataset": data.task.name, **label_quality(data, p, ids)})
     # growth
-    growth = growth_curve(datas, rs, ids, models, k=3, orders=args.orders)
+    growth = growth_curve(datas, rs, ids, models, k=3, orders=args.orders, weighting=args.weighting)
     # ablations
     abl = []
     if not args.no_ablations:
@@ -119,7 +119,7 @@ def cmd_benchmark(args) -> int:
     atomic_write_text(out / "methods.csv", _csv(rows_all))
     atomic_write_text(out / "label_quality.csv", _csv(lq))
     if abl:
-        atomic_write_text(out / "ablations.csv", _csv(abl))
+        atomic_write_text(out / "ablations.csv", _csv([a for a in abl if "skipped" not in a]))
     M = len(ids)
     grow_rows = [{"hub_size": n + 1, **{f"{k}_mean": float(v[:, n].mean()) for k, v in growth.items()},
                   **{f"{k}_p10": float(np.percentile(v[:, n], 10)) for k, v in growth.items()},
@@ -130,7 +130,8 @@ def cmd_benchmark(args) -> int:
     xs = np.arange(1, M + 1)
     for name, color in (("MLL", "C0"), ("INB", "C1"), ("best_single", "C2")):
         v = growth[name]
-        ax.plot(xs, v.mean(0), color=color, label=f"{name} (k=3)" if name == "MLL" else name)
+        label = {"MLL": "MLL (k=3, label-free)", "INB": "INB", "best_single": "best single (in hindsight, uses labels)"}[name]
+        ax.plot(xs, v.mean(0), color=color, label=label)
         ax.fill_between(xs, np.percentile(v, 10, 0), np.percentile(v, 90, 0), color=color, alpha=0.2)
     ax.set_xlabel("models in hub")
     ax.set_ylabel(f"mean accuracy over {len(datas)} targets")
@@ -160,8 +161,12 @@ def cmd_benchmark(args) -> int:
               "\n## Label quality (Spearman of p(m,y) with true per-class recall)\n",
               _md(lq, ["dataset", "per_class_rho", "per_model_rho", "dataset_rho"], "{:+.3f}")]
     if abl:
+        done = [a for a in abl if "skipped" not in a]
         cols = ["group", "variant", "mean/k1", "mean/k3"] + [f"{d.task.name}/k1" for d in datas]
-        report += ["\n## Ablations (MLL accuracy)\n", _md(abl, cols)]
+        report += ["\n## Ablations (MLL accuracy)\n", _md(done, cols)]
+        for a in abl:
+            if "skipped" in a:
+                report.append(f"- not run: {a['variant']}: {a['skipped']}")
     atomic_write_text(out / "report.md", "\n".join(report))
     summary = {"targets": [d.task.name for d in datas], "accuracy": {r["dataset"]: {m: round(r[m], 4) for m in methods} for r in rows_all},
                "label_quality": lq, "growth_end": {k: float(v[:, -1].mean()) for k, v in growth.items()},
@@ -181,7 +186,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     sp.add_argument("--targets", default=DEFAULT_TARGETS, help="target task folders or shared target names, comma-separated")
     sp.add_argument("--limit-per-class", type=int, default=50, help="seeded images per class (default 50)")
     sp.add_argument("--orders", type=int, default=30, help="random hub orders for the growth curve (default 30)")
-    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="entropy")
+    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy")
     sp.add_argument("--no-ablations", action="store_true")
     sp.add_argument("--models", help="comma-separated model ids (default: the whole hub)")
     sp.add_argument("--out", help="output folder (default <home>/reports/benchmark)")

@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("images", nargs="+", help="image files or folders")
     common(sp)
     selection_opts(sp)
-    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="entropy")
+    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
+                    help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_predict)
 
@@ -206,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("task_dir", help="ImageFolder with dataset.json (or a shared target name)")
     common(sp)
     selection_opts(sp)
-    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="entropy")
+    sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
+                    help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
     sp.add_argument("--limit-per-class", type=int, help="evaluate on a seeded subset of N images per class")
     sp.add_argument("--detail", action="store_true", help="with --json: per-model accuracy and selections")
     sp.add_argument("--json", action="store_true")

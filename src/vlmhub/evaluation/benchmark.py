@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..models.base import ZeroShotModel
-from ..reuse.ensemble import ensemble_scores
+from ..reuse.ensemble import DEFAULT_WEIGHTING, ensemble_scores
 from ..selection.captions import class_captions
 from ..tasks import LabeledImages, Task, task_images
 from .evaluate import accuracy, inb_model, model_probabilities, per_class_recall
@@ -70,7 +70,7 @@ def spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def mll_accuracy(data: TargetData, r: np.ndarray, ids: Sequence[str], k: int, weighting: str = "entropy") -> float:
+def mll_accuracy(data: TargetData, r: np.ndarray, ids: Sequence[str], k: int, weighting: str = DEFAULT_WEIGHTING) -> float:
     """Accuracy of the MLL ensemble given the reuse scores ``r`` (models x classes) of models ``ids``."""
     k = min(k, len(ids))
     order = np.argsort(-r, axis=0, kind="stable")[:k]
@@ -105,7 +105,7 @@ def caption_accuracy(model: ZeroShotModel, task: Task, captions: Sequence[Sequen
 
 
 def method_accuracies(data: TargetData, models: Sequence[ZeroShotModel], r: np.ndarray, ids: Sequence[str], *,
-                      modelgpt_pick: str | None = None, ks: Sequence[int] = (1, 3), weighting: str = "entropy") -> dict[str, float]:
+                      modelgpt_pick: str | None = None, ks: Sequence[int] = (1, 3), weighting: str = DEFAULT_WEIGHTING) -> dict[str, float]:
     acc = data.model_accuracy()
     out = {"INB": acc[inb_model(models)]}
     if modelgpt_pick is not None:
@@ -142,7 +142,7 @@ def modelgpt_picks(features: Mapping[str, Mapping[str, tuple[float, float]]], tr
 
 
 def growth_curve(data_list: Sequence[TargetData], rs: Sequence[np.ndarray], ids: Sequence[str], models: Sequence[ZeroShotModel], *,
-                 k: int = 3, orders: int = 30, seed: int = 0) -> dict[str, np.ndarray]:
+                 k: int = 3, orders: int = 30, seed: int = 0, weighting: str = DEFAULT_WEIGHTING) -> dict[str, np.ndarray]:
     """Mean accuracy over targets as the hub grows model by model, over random orders (the paper's Figure 3).
 
     Returns arrays (orders x M) for ``MLL`` (k-model ensemble), ``INB`` and ``best_single`` (oracle single).
@@ -158,7 +158,7 @@ def growth_curve(data_list: Sequence[TargetData], rs: Sequence[np.ndarray], ids:
             sub_ids = [ids[i] for i in sub]
             mll, inb, best = [], [], []
             for data, r in zip(data_list, rs):
-                mll.append(mll_accuracy(data, r[sub], sub_ids, k))
+                mll.append(mll_accuracy(data, r[sub], sub_ids, k, weighting))
                 acc = data.model_accuracy()
                 inb.append(acc[inb_model([spec[i] for i in sub_ids])])
                 best.append(max(acc[i] for i in sub_ids))
@@ -190,17 +190,17 @@ class Variant:
     group: str
     config: tuple[tuple[str, object], ...] = ()
     graph: tuple[tuple[str, object], ...] = ()  # e.g. (("sample_sets", ("shape-renditions",)), ("max_images", 20))
-    weighting: str = "entropy"
+    weighting: str = DEFAULT_WEIGHTING
     mll_captions: bool = False
 
 
 def default_ablations(has_renditions: Sequence[str] = ()) -> list[Variant]:
-    v = [Variant("default (paper)", "default")]
+    v = [Variant("default (paper's Eq. 5-7, inverse-entropy reuse)", "default")]
     v += [Variant(f"alpha={a}", "alpha", (("alpha", a),)) for a in (0.0, 0.3, 0.5, 0.9, 1.0)]
     v += [Variant(f"nodes={n}", "nodes per class", (("k_nodes", n),)) for n in (1, 3, 10, 20)]
     v += [Variant("Z normalised", "Z", (("normalize_z", True),))]
     v += [Variant("F1 (official)", "Eq. 5 metric", (("metric", "f1"),))]
-    v += [Variant("inverse entropy (official)", "Eq. 9 weighting", weighting="inverse_entropy"),
+    v += [Variant("Eq. 9 entropy (paper)", "Eq. 9 weighting", weighting="entropy"),
           Variant("uniform weights", "Eq. 9 weighting", weighting="uniform")]
     v += [Variant("captions: template", "captions", (("caption_sources", ("template",)),)),
           Variant("captions: wordnet", "captions", (("caption_sources", ("wordnet",)),)),
@@ -208,6 +208,15 @@ def default_ablations(has_renditions: Sequence[str] = ()) -> list[Variant]:
           Variant("captions: MLL GPT only", "captions", (("caption_sources", ("user",)),), mll_captions=True)]
     v += [Variant(f"samples: {s}", "sample sets", graph=(("sample_sets", (s,)),))
           for s in ("imagenet-sample", "imagenette-val", "shape-renditions")]
+    v += [Variant("samples: imagenette-val + shape-renditions (no imagenet-sample)", "sample sets",
+                  graph=(("sample_sets", ("imagenette-val", "shape-renditions")),)),
+          Variant("samples: tiny-imagenet-val (20/concept)", "sample sets",
+                  graph=(("sample_sets", ("tiny-imagenet-val",)), ("max_per_concept", 20))),
+          Variant("samples: default + tiny-imagenet-val (20/concept)", "sample sets",
+                  graph=(("sample_sets", ("imagenet-sample", "imagenette-val", "shape-renditions", "tiny-imagenet-val")),
+                         ("max_per_concept", 20))),
+          Variant("samples: imagenette + shapes + tiny (20/concept)", "sample sets",
+                  graph=(("sample_sets", ("imagenette-val", "shape-renditions", "tiny-imagenet-val")), ("max_per_concept", 20)))]
     v += [Variant(f"images/node={n}", "images per node", graph=(("max_images", n),)) for n in (5, 20)]
     for r in has_renditions:
         if r != "original":
@@ -222,6 +231,7 @@ def run_ablations(hub, variants: Sequence[Variant], data_list: Sequence[TargetDa
     """MLL accuracy of every variant on every target (labels only; models do not run again)."""
     from ..concepts.graph import build_graph
     from ..concepts.samples import scan_sample_set
+    from ..errors import NotLabeledError
     from ..selection.mll import MLLSelector
     from .mll_captions import attach_mll_captions
 
@@ -237,10 +247,18 @@ def run_ablations(hub, variants: Sequence[Variant], data_list: Sequence[TargetDa
             else:
                 g = dict(gkey)
                 sets = g.get("sample_sets", base_graph.sample_sets)
-                graphs[gkey] = build_graph([scan_sample_set(hub.resolve_sample_set(s)) for s in sets], hub.settings,
+                cap = g.get("max_per_concept")
+                graphs[gkey] = build_graph([scan_sample_set(hub.resolve_sample_set(s), cap) for s in sets], hub.settings,
                                            max_images=int(g.get("max_images", base_graph.max_images)))
-        sel = MLLSelector(hub.settings, **dict(var.config)).fit(ids, graphs[gkey], require_complete=False)
         row = {"variant": var.name, "group": var.group}
+        try:
+            sel = MLLSelector(hub.settings, **dict(var.config)).fit(ids, graphs[gkey], require_complete=False)
+        except NotLabeledError as exc:  # reported in the table, never silently dropped
+            row["skipped"] = str(exc)
+            rows.append(row)
+            if progress:
+                progress(1)
+            continue
         for data in data_list:
             task = attach_mll_captions(data.task, hub.settings.require_data_dir()) if var.mll_captions else data.task
             r = sel.estimate(task)["r"]

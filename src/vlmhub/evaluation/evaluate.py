@@ -17,7 +17,7 @@ import numpy as np
 
 from ..models.base import ZeroShotModel
 from ..models.runner import embed_images
-from ..reuse.ensemble import Weighting, ensemble_scores, zero_shot_probs
+from ..reuse.ensemble import DEFAULT_WEIGHTING, Weighting, ensemble_scores, zero_shot_probs
 from ..settings import Settings, get_settings
 from ..tasks import LabeledImages, Task, task_images
 
@@ -90,7 +90,7 @@ def evaluate_task(
     settings: Settings | None = None,
     *,
     ks: Sequence[int] = (1, 3),
-    weighting: Weighting = "entropy",
+    weighting: Weighting = DEFAULT_WEIGHTING,
     limit_per_class: int | None = None,
     progress: bool = True,
     probs: Mapping[str, np.ndarray] | None = None,
