@@ -48,18 +48,9 @@ def transfer_matrix(class_emb: np.ndarray, node_emb: np.ndarray, k_nodes: int, *
     """Z of Section 4.3. Returns ``(selected node indices (S,), Z (S x C), class-node similarities (C x V))``."""
     if k_nodes < 1:
         raise ValueError("k_nodes must be >= 1")
-    sims = np.asarray(class_emb, np.float64) @ np.asarray(node_emb, np.float64).T  # C x V
-    k = min(k_nodes, sims.shape[1])
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    selected = np.unique(top.ravel())
-    pos = {v: i for i, v in enumerate(selected)}
-    Z = np.zeros((len(selected), sims.shape[0]))
-    for c in range(sims.shape[0]):
-        for v in top[c]:
-            Z[pos[v], c] = sims[c, v]
-    if normalize:
-        Z = np.clip(Z, 0, None)
-        Z = Z / np.maximum(Z.sum(axis=0, keepdims=True), 1e-12)
+    from .fastpath import fast_transfer_matrix
+
+    selected, Z, sims, _top = fast_transfer_matrix(class_emb, node_emb, k_nodes, normalize=normalize)
     return selected, Z, sims
 
 
@@ -76,26 +67,11 @@ def node_precision(
     embeddings of the selected nodes' captions, and ``membership`` lists ``(node position, image row)`` pairs
     (``x in X_v``). Returns ``p_{m,v}`` (S,); a node without images gets 0.
     """
-    S = caption_emb.shape[0]
-    if len(membership) == 0:
-        return np.zeros(S)
-    from .fastpath import canonical_argmax
+    from .fastpath import exact_node_precision
 
-    # exact, shape-independent decision (float32 BLAS rounding depends on the batch; ties go to the lower node)
-    pred = canonical_argmax(image_emb, caption_emb)
-    mem = np.asarray(membership, dtype=np.int64)
-    v, x = mem[:, 0], mem[:, 1]
-    hit = (pred[x] == v).astype(np.float64)
-    n_v = np.bincount(v, minlength=S).astype(np.float64)
-    tp = np.bincount(v, weights=hit, minlength=S)
-    recall = np.divide(tp, n_v, out=np.zeros(S), where=n_v > 0)
-    if metric == "precision":
-        return recall  # Eq. 5 as written: share of X_v predicted as v
-    if metric == "f1":
-        n_pred = np.bincount(pred[x], minlength=S).astype(np.float64)
-        prec = np.divide(tp, n_pred, out=np.zeros(S), where=n_pred > 0)
-        return np.divide(2 * prec * recall, prec + recall, out=np.zeros(S), where=(prec + recall) > 0)
-    raise ValueError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
+    # one implementation: the decision is exact and shape-independent (float32 BLAS rounding depends on the
+    # batch; ties go to the lower node), so the fast path and this reference agree bit for bit
+    return exact_node_precision(image_emb, caption_emb, membership, metric=metric)
 
 
 def class_estimates(P: np.ndarray, Z: np.ndarray) -> np.ndarray:
