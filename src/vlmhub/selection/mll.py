@@ -182,7 +182,9 @@ class Selection:
 
     def format(self, width: int = 100) -> str:
         lines = [f"task {self.task.name}: {len(self.classes)} classes, k={self.k}, alpha={self.config.alpha}, "
-                 f"{len(self.model_ids)} models, graph {self.graph_version} ({self.seconds * 1000:.1f} ms)"]
+                 f"{len(self.model_ids)} models, graph {self.graph_version} ({self.seconds * 1000:.1f} ms)",
+                 "  r = Eq. 7 reuse score, p = Eq. 6 estimate (a Z-weighted sum over matched nodes; with the paper's "
+                 "unnormalised Z it can exceed 1)"]
         for c in self.classes:
             ms = ", ".join(f"{m} (r={r:.3f}, p={p:.3f})" for m, r, p in c.models[: self.k])
             ns = ", ".join(f"{nm} {s:.2f}" for _, nm, s in c.nodes[:3])

@@ -1,1 +1,0 @@
-"""vlmhub.service"""
