@@ -294,7 +294,7 @@ def test_cli_bad_input(tmp_path):
         a = p.parse_args(["rank-models", str(csv_path), "--task", str(tmp_path / "missing.json")])
         a.func(a)
     task = tmp_path / "task.json"
-    task.write_text(json.dumps({"name": "n", "classes": ["a"]}))
+    task.write_text(json.dumps({"name": "n", "classes": ["a", "b"]}))
     with pytest.raises(TableError, match="ModelGPT"):
         a = p.parse_args(["rank-models", str(csv_path), "--task", str(task), "--selector", "modelgpt"])
         a.func(a)

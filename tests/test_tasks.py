@@ -13,7 +13,8 @@ from vlmhub.tasks import Task, load_task, task_images
     "body, message",
     [
         ({"name": "t", "classes": []}, "no classes"),
-        ({"name": "t", "classes": ["cat", "dog", "Cat"]}, "more than once: Cat"),
+        ({"name": "t", "classes": ["cat", "dog", "Cat"]}, "more than once.*: Cat"),
+        ({"name": "t", "classes": "cat"}, "must be a list"),
         ({"name": "t", "classes": ["cat"]}, "at least two"),
         ({"name": "", "classes": ["a", "b"]}, "no name"),
         ({"name": "t", "classes": ["a", ""]}, "empty or non-text"),

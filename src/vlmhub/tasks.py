@@ -47,7 +47,8 @@ class Task:
         seen: set[str] = set()
         dups = sorted({c for c in classes if c.strip().lower() in seen or seen.add(c.strip().lower())})
         if dups:
-            raise TaskError(f"task {self.name!r} lists these classes more than once: {', '.join(dups)}. Remove the duplicates.")
+            raise TaskError(f"task {self.name!r} lists these classes more than once (duplicate names): {', '.join(dups)}. "
+                            "Remove the duplicates.")
         if len(classes) < 2:
             raise TaskError(f"task {self.name!r} has a single class {classes[0]!r}; classification needs at least two.")
         object.__setattr__(self, "classes", classes)
@@ -69,9 +70,12 @@ class Task:
         unknown = set(d) - {"name", "classes", "domain", "task", "captions", "kind", "source", "description"}
         if unknown:
             raise TaskError(f"unknown task field(s) {sorted(unknown)}. Allowed: name, classes, domain, task, captions.")
+        classes = d.get("classes") or ()
+        if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+            raise TaskError("\"classes\" must be a list of class-name strings, e.g. [\"cat\", \"dog\"].")
         return cls(
             name=d.get("name", ""),
-            classes=tuple(d.get("classes") or ()),
+            classes=tuple(classes),
             domain=d.get("domain") or "natural photograph",
             task=d.get("task") or "image classification",
             captions=d.get("captions") or {},
@@ -95,7 +99,7 @@ def load_task(path: str | Path) -> Task:
     else:
         root, file = None, path
         if not file.is_file():
-            raise TaskError(f"task file not found: {path}. Pass a task JSON file or a folder with dataset.json.")
+            raise TaskError(f"task file {path} does not exist (not found). Pass a task JSON file or a folder with dataset.json.")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -390,12 +390,9 @@ def load_table(spec: str | Path, *, data_dir: str | Path | None = None, descript
 
 
 def load_task_json(path: str | Path) -> TaskDescription:
-    """A task file ``{"name", "domain", "task", "classes": [...]}`` (the ``dataset.json`` format)."""
-    p = Path(path)
-    if not p.is_file():
-        raise TaskError(f"task file {p} does not exist; pass a JSON file with name, domain, task and classes")
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TaskError(f"task file {p} is not valid JSON ({exc}); fix its syntax") from None
-    return task_from_dict(obj, source=f"task file {p}")
+    """A task file ``{"name", "domain", "task", "classes": [...]}`` (the ``dataset.json`` format), read and
+    validated by :func:`vlmhub.tasks.load_task` (one task format for the whole project)."""
+    from ..tasks import load_task
+
+    t = load_task(path)
+    return TaskDescription(name=t.name.strip(), domain=t.domain, task=t.task, classes=t.classes)
