@@ -188,3 +188,25 @@ def test_listwise_loss_prefers_correct_order():
     good = listwise_rank_loss(torch.tensor([[3.0, 2.0, 1.0]]), truth)
     bad = listwise_rank_loss(torch.tensor([[1.0, 2.0, 3.0]]), truth)
     assert good < bad
+
+
+def test_oracles_bound_the_anchor_and_fit_a_linear_target_exactly():
+    from vlmhub.tables.oracles import ceiling_table
+
+    t = _synthetic()
+    rows = {r.name: r for r in ceiling_table(t, pc_counts=(1, 2))}
+    assert set(rows) >= {"anchor", "anchor-top5", "column-corr", "column-tau", "column-regret", "pcs-1", "pcs-all", "fixed-best"}
+    assert all(r.n_targets == 6 for r in rows.values())
+    # the ImageNet column is itself a history column: a column oracle can only do better than INB
+    assert rows["column-regret"].regret <= rows["anchor"].regret + 1e-9
+    assert rows["column-tau"].tau >= rows["anchor"].tau - 1e-9
+    assert rows["anchor-top5"].regret <= rows["anchor"].regret + 1e-9
+    # group (photo vs digit) and within-group quality: two components fitted to the target beat INB
+    assert rows["pcs-2"].tau > rows["anchor"].tau + 0.2
+    # a target that is exactly linear in the history is recovered by the in-sample regression
+    acc = t.acc.copy()
+    acc[:, 6] = 0.2 + 0.5 * acc[:, 4] - 0.2 * acc[:, 1] + 0.1 * acc[:, 5]
+    rows = {r.name: r for r in ceiling_table(PerformanceTable("lin", t.models, t.datasets, acc, reference="ImageNet 1k"))}
+    per = {d: (reg, tau) for d, reg, tau in rows["pcs-all"].per_target}
+    assert per["digits2"][0] == pytest.approx(0.0, abs=1e-9) and per["digits2"][1] > 0.99
+    assert [d for d, _, _ in rows["fixed-best"].per_target] == ["animals0", "animals1", "animals2", "digits0", "digits1", "digits2"]

@@ -1,0 +1,136 @@
+"""Ceilings of table-based selection: oracles that *see the hidden target column* (pure numpy/scipy).
+
+A selector for a new task knows the task's description and the history columns. These oracles are allowed
+to look at the target's true accuracies and so bound what any selector of a given form can reach under
+the leave-one-dataset-out protocol:
+
+* ``fixed-best`` -- the one model with the lowest mean regret over all targets, used on every target
+  (the best *task-independent* choice in hindsight; top-1 only);
+* ``column-corr`` / ``column-tau`` / ``column-regret`` -- rank the models by the single history column
+  that is truly most correlated with the target / has the highest true Kendall tau / picks the model with
+  the lowest true regret (the best any "pick one neighbour dataset" selector, such as text kNN, can do);
+* ``anchor-top5`` -- the best model among the anchor's (INB's) top 5 (top-1 only): the ceiling of
+  re-ranking a shortlist;
+* ``pcs-k`` -- least squares of the target column on ``[1, U_1..U_k]``, the top-k principal components of
+  the z-scored history, fitted *to the target* (k + 1 free parameters chosen with the answer in hand);
+  ``k = n_history`` is the in-sample regression on every history column. Any selector that predicts a
+  target column as a low-dimensional function of the history (MLL's Eq. 7 at dataset level, Fennec's
+  NMF, kernel kNN, vlmhub's anchored kernel) is bounded by the matching ``pcs-k`` row only if its k
+  numbers were also perfect -- in practice it must predict them from text, so it lands well below.
+
+``ceiling_table(table)`` returns one :class:`OracleResult` per oracle; ``benchmarks/table_oracles.py``
+prints them for the shared tables (docs/tables.md).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from .metrics import target_metrics
+from .protocol import target_indices
+from .records import PerformanceTable
+
+__all__ = ["OracleResult", "ceiling_table", "DEFAULT_PC_COUNTS"]
+
+DEFAULT_PC_COUNTS: tuple[int, ...] = (1, 3, 5, 8, 12, 20)
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """Mean regret (points) and Kendall tau of one oracle over a table's targets (tau NaN: top-1 only)."""
+
+    name: str
+    description: str
+    regret: float
+    tau: float
+    n_targets: int
+    #: ``(dataset, regret, tau)`` per target, in table order
+    per_target: tuple[tuple[str, float, float], ...] = ()
+
+
+def _zscore(H: np.ndarray) -> np.ndarray:
+    mu = np.nanmean(H, axis=0)
+    sd = np.nanstd(H, axis=0)
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    return np.nan_to_num((H - mu) / sd)
+
+
+def _tau(a: np.ndarray, b: np.ndarray) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = stats.kendalltau(a, b).statistic
+    return float(t) if np.isfinite(t) else -1.0
+
+
+def _regret(y: np.ndarray, s: np.ndarray) -> float:
+    return float((y.max() - y[int(np.argmax(s))]) * 100.0)
+
+
+def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC_COUNTS) -> list[OracleResult]:
+    """Every oracle of the module doc on ``table`` (targets: all columns but the ImageNet reference)."""
+    A = np.asarray(table.acc, dtype=np.float64)
+    idx = target_indices(table)
+    ref = table.reference_index()
+    rows: dict[str, list[tuple[str, float, float]]] = {}
+    names = table.dataset_names
+    desc: dict[str, str] = {}
+
+    def add(name: str, text: str, regret: float, tau: float) -> None:
+        rows.setdefault(name, []).append((names[j], regret, tau))
+        desc[name] = text
+
+    for j in idx:
+        y_all = A[:, j]
+        H_all = np.delete(A, j, axis=1)
+        ok = np.isfinite(y_all)
+        y, H = y_all[ok], H_all[ok]
+        Z = _zscore(H)
+        h = Z.shape[1]
+        if ref is not None:
+            anchor = A[ok, ref]
+            m = target_metrics(anchor, y)
+            add("anchor", "INB: rank by the ImageNet column (for reference, not an oracle)", m.regret, m.tau)
+            top5 = np.argsort(-anchor, kind="stable")[:5]
+            add("anchor-top5", "best model among INB's top 5 (top-1 only)", float((y.max() - y[top5].max()) * 100.0), math.nan)
+        cols = [Z[:, c] for c in range(h)]
+        with np.errstate(all="ignore"):
+            corr = np.array([np.nan_to_num(np.corrcoef(c, y)[0, 1], nan=-1.0) for c in cols])
+        taus = np.array([_tau(c, y) for c in cols])
+        regs = np.array([_regret(y, c) for c in cols])
+        for name, text, pick in (
+            ("column-corr", "rank by the history column truly most correlated (Pearson) with the target", int(np.argmax(corr))),
+            ("column-tau", "rank by the history column with the highest true Kendall tau", int(np.argmax(taus))),
+            ("column-regret", "rank by the history column with the lowest true regret", int(np.argmin(regs))),
+        ):
+            add(name, text, float(regs[pick]), float(taus[pick]))
+        U, _, _ = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
+        for k in sorted(set(min(int(k), h) for k in pc_counts) | {h}):
+            X = np.c_[np.ones(len(y)), U[:, :k]]
+            p = X @ np.linalg.lstsq(X, y, rcond=None)[0]
+            label = f"pcs-{k}" if k < h else "pcs-all"
+            text = (
+                f"least squares of the target on the top {k} principal components of the history, fitted to the target"
+                if k < h
+                else "least squares of the target on every history column, fitted to the target (in-sample)"
+            )
+            add(label, text, _regret(y, p), _tau(p, y))
+    # the single model with the lowest mean regret over all targets (models missing a target are excluded)
+    R = np.stack([(np.nanmax(A[:, j]) - np.where(np.isfinite(A[:, j]), A[:, j], -np.inf)) * 100.0 for j in idx], axis=1)
+    mean_r = R.mean(1)
+    if np.isfinite(mean_r).any():
+        best_fixed = int(np.argmin(mean_r))
+        rows["fixed-best"] = [(names[j], float(r), math.nan) for j, r in zip(idx, R[best_fixed])]
+        desc["fixed-best"] = f"the same model on every target, best in hindsight ({table.model_ids[best_fixed]}; top-1 only)"
+    out = []
+    for name, vals in rows.items():
+        reg = float(np.mean([r for _, r, _ in vals]))
+        taus_ = [t for _, _, t in vals if math.isfinite(t)]
+        tau = float(np.mean(taus_)) if taus_ else math.nan
+        out.append(OracleResult(name, desc[name], reg, tau, len(vals), tuple(vals)))
+    return out
