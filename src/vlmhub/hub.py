@@ -149,9 +149,20 @@ class Hub:
                 raise DataError(f"image or folder not found: {p}. Check the path.")
         if not files:
             raise DataError("no images to classify. Pass image files or folders that contain images.")
+        return self.classify(task, [(str(f), f) for f in files], k=k, weighting=weighting, **config)
+
+    def classify(self, task: Task, refs: Sequence[tuple[str, object]], *, k: int = 3,
+                 weighting: Weighting = DEFAULT_WEIGHTING, **config) -> list[dict]:
+        """Classify ``(id, image)`` refs (image: a path or an :class:`~vlmhub.models.imaging.InMemoryImage`).
+
+        Selects from labels (Eq. 5-7), then runs each used model once per image (Eq. 8-10); one
+        ``{image, class, confidence}`` per ref, ``confidence`` being the class's share of Eq. 8's scores.
+        """
+        if not refs:
+            raise DataError("no images to classify. Pass at least one image.")
         sel = self.select(task, k=k, **config)
         ens = self.ensemble(sel, weighting)
-        scores = ens.scores([(str(f), f) for f in files])
+        scores = ens.scores(list(refs))
         pred = scores.argmax(1)
-        return [{"image": str(f), "class": task.classes[int(c)], "confidence": float(scores[i, c] / max(scores[i].sum(), 1e-12))}
-                for i, (f, c) in enumerate(zip(files, pred))]
+        return [{"image": rid, "class": task.classes[int(c)], "confidence": float(scores[i, c] / max(scores[i].sum(), 1e-12))}
+                for i, ((rid, _), c) in enumerate(zip(refs, pred))]

@@ -153,6 +153,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from ..errors import ConfigError
+    from ..service import ServiceLimits, serve
+
+    tables = {}
+    for item in args.table or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--table {item!r} must be NAME=PATH (a generic-format CSV), e.g. --table mine=results.csv.")
+        if not Path(path).is_file():
+            raise ConfigError(f"--table {name}: {path} does not exist. Pass the path of a generic-format CSV.")
+        tables[name] = Path(path).resolve()
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a TCP port; use 1-65535.")
+    limits = ServiceLimits(max_images=args.max_images)
+    print(f"vlmhub: serving hub {args.settings.home} on http://{args.host}:{args.port} (API schema at /docs)", file=sys.stderr)
+    serve(args.host, args.port, preload=not args.no_preload, settings=args.settings, tables=tables, limits=limits)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmhub", description="Select and reuse vision-language models with Model Label Learning.")
     p.add_argument("--home", help="hub folder (default: $VLMHUB_HOME or ~/.cache/vlmhub)")
@@ -219,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--targets", default="cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5")
     sp.add_argument("--limit-per-class", type=int, default=20, help="seeded images per class and target (default 20)")
     sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("serve", help="serve select / predict / rank-models over HTTP (needs vlmhub[service])")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--table", action="append", metavar="NAME=PATH",
+                    help="also offer a generic-format result table under NAME (repeatable); clients cannot name paths")
+    sp.add_argument("--max-images", type=int, default=256, help="images per /v1/predict request (default 256)")
+    sp.add_argument("--no-preload", action="store_true", help="do not fit the MLL selector at startup")
+    sp.set_defaults(func=cmd_serve)
 
     import importlib
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -10,22 +12,34 @@ import numpy as np
 
 from ..errors import ImageError
 
-__all__ = ["load_image", "resize_center_crop", "to_tensor_normalized", "IMAGE_EXTENSIONS"]
+__all__ = ["load_image", "resize_center_crop", "to_tensor_normalized", "IMAGE_EXTENSIONS", "InMemoryImage"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
-def load_image(path: str | os.PathLike):
-    """Decode an image file as RGB, turning any decoding failure into an :class:`ImageError` naming the file."""
+@dataclass(frozen=True)
+class InMemoryImage:
+    """Encoded image bytes (an upload) with a name for messages; usable wherever an image path is."""
+
+    name: str
+    data: bytes = b""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def load_image(path: "str | os.PathLike | InMemoryImage"):
+    """Decode an image file (or :class:`InMemoryImage`) as RGB; any decoding failure is an :class:`ImageError`."""
     from PIL import Image, UnidentifiedImageError
 
+    source = io.BytesIO(path.data) if isinstance(path, InMemoryImage) else path
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             return im.convert("RGB")
     except FileNotFoundError:
         raise ImageError(f"image not found: {path}. Check the path.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"cannot decode image {path} ({exc}). Remove or replace the file.") from None
 
 

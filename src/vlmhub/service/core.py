@@ -1,0 +1,235 @@
+"""The service's request handling, free of any web framework (so it is tested and reused without one).
+
+:class:`VlmhubService` holds what is expensive to build -- the :class:`~vlmhub.hub.Hub` with its loaded
+models and fitted MLL selector, fitted table selectors -- and answers plain-dict requests with plain-dict
+responses, the same JSON shapes as the CLI's ``--json`` output:
+
+* :meth:`~VlmhubService.select` -- ``vlmhub select --json`` (Eq. 5-7, no model runs);
+* :meth:`~VlmhubService.predict` -- ``vlmhub predict --json`` on uploaded image bytes (Eq. 8-10);
+* :meth:`~VlmhubService.rank_models` -- ``vlmhub rank-models --json`` for a performance table.
+
+Model inference is serialised by a lock (the CPU is saturated by one forward; concurrent requests queue),
+selection and ranking are cheap and share the same lock only while caches are filled. Bad input raises the
+usual :class:`~vlmhub.errors.VlmhubError` subclasses; the web layer maps them to HTTP status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import ConfigError, DataError, ImageError, TableError, TaskError
+from ..settings import Settings, get_settings
+from ..tasks import Task
+
+__all__ = ["VlmhubService", "ServiceLimits", "BUILTIN_TABLES"]
+
+#: tables a client may name; other tables must be registered by whoever starts the server (never a
+#: client-supplied path)
+BUILTIN_TABLES = ("openclip", "lovm")
+
+_SELECTION_KEYS = {"alpha": float, "k_nodes": int, "metric": str, "caption_sources": tuple, "rendition": str,
+                   "normalize_z": bool}
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    """Per-request limits: images per request and bytes per image (uploads beyond them are refused)."""
+
+    max_images: int = 256
+    max_image_bytes: int = 10 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_images < 1 or self.max_image_bytes < 1:
+            raise ConfigError(f"service limits must be positive (got max_images={self.max_images}, "
+                              f"max_image_bytes={self.max_image_bytes}).")
+
+
+class VlmhubService:
+    """Warm state plus request handlers (see module doc).
+
+    ``hub`` defaults to ``Hub(settings)``; ``tables`` maps extra table names to generic-format CSV paths the
+    server operator allows (clients can only name those and :data:`BUILTIN_TABLES`).
+    """
+
+    def __init__(self, hub=None, *, settings: Settings | None = None, tables: Mapping[str, str | Path] | None = None,
+                 limits: ServiceLimits | None = None, embedder: str = "minilm") -> None:
+        if hub is None:
+            from ..hub import Hub
+
+            hub = Hub(settings or get_settings())
+        self.hub = hub
+        self.tables = {str(k): Path(v) for k, v in (tables or {}).items()}
+        clash = set(self.tables) & set(BUILTIN_TABLES)
+        if clash:
+            raise ConfigError(f"table name(s) {sorted(clash)} are built in; register your CSV under another name.")
+        self.limits = limits or ServiceLimits()
+        self.embedder = embedder
+        self.started = time.time()
+        self._lock = threading.RLock()
+        self._tables: dict[str, Any] = {}
+        self._selectors: dict[tuple[str, str], Any] = {}
+
+    # -- info ------------------------------------------------------------------------------------
+    def health(self) -> dict:
+        from .. import __version__
+
+        labeled = self.hub.labeled_model_ids() if self._graph_exists() else []
+        return {"status": "ok", "version": __version__, "home": str(self.hub.settings.home),
+                "models": len(self.hub.model_ids), "labeled": len(labeled), "uptime_s": round(time.time() - self.started, 1)}
+
+    def _graph_exists(self) -> bool:
+        from ..errors import VlmhubError
+
+        try:
+            self.hub.graph()
+            return True
+        except VlmhubError:
+            return False
+
+    def models(self) -> dict:
+        from ..models import get_spec
+
+        labeled = set(self.hub.labeled_model_ids()) if self._graph_exists() else set()
+        out = []
+        for i in self.hub.model_ids:
+            spec = get_spec(i)
+            out.append({"id": i, "family": spec.family, "backbone": spec.backbone, "embed_dim": spec.embed_dim,
+                        "imagenet_top1": spec.imagenet_top1, "tags": list(spec.tags), "labeled": i in labeled,
+                        "description": spec.description})
+        return {"models": out}
+
+    def list_tables(self) -> dict:
+        from ..tables import DEFAULT_SELECTOR, list_selectors
+
+        return {"tables": list(BUILTIN_TABLES) + sorted(self.tables), "selectors": list_selectors(),
+                "default_selector": DEFAULT_SELECTOR}
+
+    # -- MLL -------------------------------------------------------------------------------------
+    @staticmethod
+    def task(payload: Any) -> Task:
+        """Validate a task object (``{"name", "classes", "domain", "task", "captions"}``)."""
+        return Task.from_dict(payload)
+
+    @staticmethod
+    def selection_config(config: Mapping[str, Any] | None) -> dict:
+        """Validate selection options (the CLI's ``--alpha``, ``--nodes``, ``--metric``, ...)."""
+        cfg: dict[str, Any] = {}
+        for key, value in dict(config or {}).items():
+            if key not in _SELECTION_KEYS:
+                raise TaskError(f"unknown selection option {key!r}. Allowed: {', '.join(sorted(_SELECTION_KEYS))}.")
+            kind = _SELECTION_KEYS[key]
+            if kind is tuple:
+                if isinstance(value, str):
+                    value = [s for s in value.split(",") if s]
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                    raise TaskError(f"selection option {key!r} must be a list of strings, e.g. [\"user\", \"wordnet\"].")
+                value = tuple(value)
+            elif kind is bool:
+                if not isinstance(value, bool):
+                    raise TaskError(f"selection option {key!r} must be true or false.")
+            elif kind in (int, float):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
+                    raise TaskError(f"selection option {key!r} must be a number{' (whole)' if kind is int else ''}.")
+                value = kind(value)
+            elif not isinstance(value, str):
+                raise TaskError(f"selection option {key!r} must be a string.")
+            cfg[key] = value
+        return cfg
+
+    def select(self, task: Any, k: int = 3, config: Mapping[str, Any] | None = None) -> dict:
+        """Per-class top-``k`` models from labels only; the JSON of ``vlmhub select --json``."""
+        t = self.task(task)
+        cfg = self.selection_config(config)
+        _check_k(k)
+        with self._lock:
+            return self.hub.select(t, k=k, **cfg).to_dict()
+
+    def decode_images(self, images: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+        """``[{"name", "data": base64}]`` -> ``(id, InMemoryImage)`` refs, each decoded once to validate it."""
+        from ..models.imaging import InMemoryImage, load_image
+
+        if not isinstance(images, (list, tuple)) or not images:
+            raise DataError("no images to classify. Send \"images\": [{\"name\": ..., \"data\": <base64>}, ...].")
+        if len(images) > self.limits.max_images:
+            raise DataError(f"{len(images)} images in one request; the limit is {self.limits.max_images}. Split the request.")
+        refs, seen = [], set()
+        for i, item in enumerate(images):
+            if not isinstance(item, Mapping) or not isinstance(item.get("data"), str):
+                raise ImageError(f"image {i} must be an object {{\"name\": ..., \"data\": <base64 string>}}.")
+            name = str(item.get("name") or f"image-{i}")
+            if name in seen:
+                raise ImageError(f"image name {name!r} is used twice in one request. Give every image its own name.")
+            seen.add(name)
+            if len(item["data"]) > self.limits.max_image_bytes * 4 // 3 + 4:
+                raise ImageError(f"image {name!r} is larger than {self.limits.max_image_bytes} bytes. Send a smaller image.")
+            try:
+                raw = base64.b64decode(item["data"], validate=True)
+            except (binascii.Error, ValueError):
+                raise ImageError(f"image {name!r} is not valid base64. Encode the file's bytes with base64.") from None
+            im = InMemoryImage(name, raw)
+            load_image(im)  # fail fast, before any model runs
+            refs.append((name, im))
+        return refs
+
+    def predict(self, task: Any, images: Sequence[Mapping[str, Any]], k: int = 3, weighting: str | None = None,
+                config: Mapping[str, Any] | None = None) -> dict:
+        """Classify uploaded images with the MLL ensemble; the JSON of ``vlmhub predict --json``."""
+        from ..reuse.ensemble import DEFAULT_WEIGHTING
+
+        t = self.task(task)
+        cfg = self.selection_config(config)
+        _check_k(k)
+        w = weighting or DEFAULT_WEIGHTING
+        if w not in ("entropy", "inverse_entropy", "uniform"):
+            raise TaskError(f"unknown weighting {w!r}; use inverse_entropy (default), entropy or uniform.")
+        refs = self.decode_images(images)
+        with self._lock:
+            rows = self.hub.classify(t, refs, k=k, weighting=w, **cfg)
+        return {"task": t.name, "weighting": w, "predictions": rows}
+
+    # -- performance tables -------------------------------------------------------------------------
+    def table(self, name: str):
+        from ..tables import load_table
+
+        if name not in BUILTIN_TABLES and name not in self.tables:
+            raise TableError(f"unknown table {name!r}. This server offers: {', '.join(list(BUILTIN_TABLES) + sorted(self.tables))}.")
+        with self._lock:
+            if name not in self._tables:
+                spec = self.tables.get(name, name)
+                self._tables[name] = load_table(spec, data_dir=self.hub.settings.data_dir)
+            return self._tables[name]
+
+    def rank_models(self, table: str, task: Any, selector: str | None = None, top: int | None = None) -> dict:
+        """Rank a table's models for a task described only by text; the JSON of ``vlmhub rank-models --json``."""
+        from ..tables import DEFAULT_SELECTOR, TaskDescription, get_selector
+
+        t = self.task(task)
+        name = selector or DEFAULT_SELECTOR
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+            raise TaskError(f"top must be a whole number >= 1 (got {top!r}).")
+        tab = self.table(table)
+        with self._lock:
+            key = (table, name)
+            if key not in self._selectors:
+                sel = get_selector(name, embedder=self.embedder)
+                if sel.requires_features:
+                    raise TableError(f"selector {name!r} needs per-model ModelGPT features of the task, which a "
+                                     "task description cannot carry; choose a text-based selector (e.g. vlmhub, mll, fennec).")
+                if name == "inb" and tab.reference is None:
+                    raise TableError(f"table {table!r} has no ImageNet-1k column, so INB cannot rank; choose another selector.")
+                self._selectors[key] = sel.fit(tab)
+            ranked = self._selectors[key].rank(TaskDescription(name=t.name.strip(), domain=t.domain, task=t.task, classes=t.classes))
+        if top:
+            ranked = ranked[:top]
+        return {"task": t.name, "table": table, "selector": name, "models": [{"id": i, "score": float(s)} for i, s in ranked]}
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise TaskError(f"k must be a whole number >= 1 (got {k!r}).")

@@ -1,0 +1,232 @@
+"""The HTTP service: same answers as the library and CLI, clear errors with the right status, a real server."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vlmhub.cli.main import main
+from vlmhub.errors import ConfigError, DataError, ImageError, TableError, TaskError
+from vlmhub.service import ServiceLimits, VlmhubService
+
+fastapi = pytest.importorskip("fastapi", reason="the service extra (pip install 'vlmhub[service]') is part of vlmhub[test]")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from vlmhub.service.app import create_app  # noqa: E402
+
+COLORS = ["red", "orange", "yellow", "green", "blue", "purple"]
+TASK = {"name": "color-task", "domain": "color swatch", "task": "color recognition", "classes": COLORS}
+
+
+def _b64(path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _images(color_data, per_class=2):
+    out = []
+    for c in COLORS:
+        for f in sorted((color_data["task"] / c).iterdir())[:per_class]:
+            out.append({"name": f"{c}/{f.name}", "data": _b64(f)})
+    return out
+
+
+@pytest.fixture
+def service(toy_hub):
+    return VlmhubService(toy_hub, embedder="hashing256")
+
+
+@pytest.fixture
+def client(service):
+    with TestClient(create_app(service)) as c:
+        yield c
+
+
+def _small_table(tmp_path):
+    from vlmhub.tables import ModelInfo, PerformanceTable, TaskDescription, save_generic_table
+
+    rng = np.random.default_rng(0)
+    models = tuple(ModelInfo(f"m{i}", arch="ViT-B-32", family="ViT", pretraining_data="laion2b") for i in range(6))
+    datasets = (TaskDescription("ImageNet 1k", "natural photograph", "object recognition", ("dog", "cat")),
+                TaskDescription("pets", "natural photograph", "pet recognition", ("dog", "cat")),
+                TaskDescription("digits", "handwritten digit image", "digit classification", tuple("0123456789")))
+    acc = np.clip(0.5 + 0.05 * np.arange(6)[:, None] + rng.normal(0, 0.01, (6, 3)), 0, 1)
+    csv_path, _ = save_generic_table(PerformanceTable("mine", models, datasets, acc, reference="ImageNet 1k"), tmp_path / "mine.csv")
+    return csv_path
+
+
+# -- the framework-free core ----------------------------------------------------------------------
+
+
+def test_select_matches_the_library(service, toy_hub):
+    from vlmhub.tasks import Task
+
+    got = service.select(TASK, k=2)
+    want = toy_hub.select(Task.from_dict(TASK), k=2).to_dict()
+    got.pop("seconds"), want.pop("seconds")
+    assert got == want
+    assert len(got["classes"]) == 6 and all(len(c["models"]) == 2 for c in got["classes"])
+
+
+def test_predict_on_uploaded_bytes_matches_predict_on_files(service, toy_hub, color_data):
+    from vlmhub.tasks import Task
+
+    files = [color_data["task"] / c / sorted(p.name for p in (color_data["task"] / c).iterdir())[0] for c in COLORS]
+    by_file = toy_hub.predict(Task.from_dict(TASK), files, k=2)
+    up = service.predict(TASK, [{"name": f"{f.parent.name}/{f.name}", "data": _b64(f)} for f in files], k=2)
+    assert up["weighting"] == "inverse_entropy" and up["task"] == "color-task"
+    assert [r["class"] for r in up["predictions"]] == [r["class"] for r in by_file]
+    np.testing.assert_allclose([r["confidence"] for r in up["predictions"]], [r["confidence"] for r in by_file], rtol=1e-5)
+    # the toy colour models get colour swatches right
+    assert sum(r["class"] == r["image"].split("/")[0] for r in up["predictions"]) >= 5
+
+
+@pytest.mark.parametrize(
+    "images, error, message",
+    [
+        ([], DataError, "no images"),
+        ([{"name": "a", "data": "not base64!"}], ImageError, "not valid base64"),
+        ([{"name": "a", "data": base64.b64encode(b"plain text, no image").decode()}], ImageError, "cannot decode image a"),
+        ([{"name": "a"}], ImageError, "base64 string"),
+    ],
+)
+def test_bad_uploads_are_refused_before_any_model_runs(service, images, error, message):
+    with pytest.raises(error, match=message):
+        service.predict(TASK, images)
+
+
+def test_upload_limits_and_duplicate_names(toy_hub, color_data):
+    imgs = _images(color_data, per_class=1)
+    s = VlmhubService(toy_hub, limits=ServiceLimits(max_images=3))
+    with pytest.raises(DataError, match="limit is 3"):
+        s.predict(TASK, imgs)
+    with pytest.raises(ImageError, match="larger than 10 bytes"):
+        VlmhubService(toy_hub, limits=ServiceLimits(max_image_bytes=10)).predict(TASK, imgs[:1])
+    with pytest.raises(ImageError, match="used twice"):
+        s.predict(TASK, [imgs[0], imgs[0]])
+    with pytest.raises(ConfigError, match="positive"):
+        ServiceLimits(max_images=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"task": {**TASK, "classes": ["red", "red"]}}, "more than once"),
+        ({"task": {**TASK, "colour": 1}}, "unknown task field"),
+        ({"k": 0}, "k must be"),
+        ({"config": {"alpha": 2.0}}, "alpha must lie in"),
+        ({"config": {"temperature": 1}}, "unknown selection option 'temperature'"),
+        ({"config": {"k_nodes": 2.5}}, "whole"),
+    ],
+)
+def test_bad_selection_requests(service, kwargs, message):
+    args = {"task": TASK, "k": 3, "config": None, **kwargs}
+    with pytest.raises(TaskError, match=message):
+        service.select(args["task"], k=args["k"], config=args["config"])
+
+
+def test_rank_models_on_a_registered_table_matches_the_selector(toy_hub, tmp_path):
+    from vlmhub.tables import TaskDescription, get_selector, load_table
+
+    csv_path = _small_table(tmp_path)
+    s = VlmhubService(toy_hub, tables={"mine": csv_path}, embedder="hashing256")
+    task = {"name": "my pets", "domain": "natural photograph", "task": "pet recognition", "classes": ["dog", "cat"]}
+    got = s.rank_models("mine", task, selector="mll", top=3)
+    want = get_selector("mll", embedder="hashing256").fit(load_table(csv_path)).rank(
+        TaskDescription("my pets", "natural photograph", "pet recognition", ("dog", "cat")))[:3]
+    assert [(m["id"], m["score"]) for m in got["models"]] == [(i, pytest.approx(v)) for i, v in want]
+    assert s.list_tables()["tables"] == ["openclip", "lovm", "mine"]
+    with pytest.raises(TableError, match="unknown table '/etc/passwd'"):
+        s.rank_models("/etc/passwd", task)
+    with pytest.raises(TableError, match="unknown selector"):
+        s.rank_models("mine", task, selector="nope")
+    with pytest.raises(ConfigError, match="built in"):
+        VlmhubService(toy_hub, tables={"lovm": csv_path})
+
+
+# -- HTTP ------------------------------------------------------------------------------------------
+
+
+def test_http_health_models_select_predict(client, color_data):
+    h = client.get("/v1/health").json()
+    assert h["status"] == "ok" and h["models"] == 3 and h["labeled"] == 3
+    ms = client.get("/v1/models").json()["models"]
+    assert [m["id"] for m in ms] == ["toy-a", "toy-b", "toy-c"] and all(m["labeled"] for m in ms)
+    r = client.post("/v1/select", json={"task": TASK, "k": 1})
+    assert r.status_code == 200 and len(r.json()["classes"]) == 6
+    r = client.post("/v1/predict", json={"task": TASK, "k": 2, "weighting": "uniform", "images": _images(color_data, 1)})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["weighting"] == "uniform" and len(body["predictions"]) == 6
+    assert set(body["predictions"][0]) == {"image", "class", "confidence"}
+
+
+@pytest.mark.parametrize(
+    "path, payload, status, fragment",
+    [
+        ("/v1/select", {"task": {**TASK, "classes": ["red"]}}, 422, "at least two"),
+        ("/v1/select", {"task": TASK, "k": 0}, 422, "greater than or equal to 1"),
+        ("/v1/select", {"task": TASK, "extra": 1}, 422, "extra"),
+        ("/v1/predict", {"task": TASK, "images": [{"name": "x", "data": "%%%"}]}, 422, "not valid base64"),
+        ("/v1/predict", {"task": TASK, "images": [], "weighting": "max"}, 422, "inverse_entropy"),
+        ("/v1/tables/nope/rank", {"task": TASK}, 422, "unknown table 'nope'"),
+    ],
+)
+def test_http_errors_name_the_problem(client, path, payload, status, fragment):
+    r = client.post(path, json=payload)
+    assert r.status_code == status
+    assert fragment in r.text
+
+
+def test_http_unlabeled_hub_is_a_conflict_with_the_fix(settings):
+    from vlmhub.hub import Hub
+
+    hub = Hub(settings, model_ids=["toy-a", "toy-b"])
+    with TestClient(create_app(VlmhubService(hub, embedder="hashing256"), preload=True)) as c:
+        assert c.get("/v1/health").json()["labeled"] == 0
+        r = c.post("/v1/select", json={"task": TASK})
+        assert r.status_code == 409
+        err = r.json()["error"]
+        assert err["type"] in ("NotLabeledError", "LabelError") and "vlmhub label" in err["message"]
+
+
+# -- a real server -------------------------------------------------------------------------------
+
+
+def test_real_uvicorn_server_answers(toy_hub):
+    import httpx
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(VlmhubService(toy_hub, embedder="hashing256")), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/select", json={"task": TASK, "k": 1}, timeout=60)
+        assert r.status_code == 200 and r.json()["task"] == "color-task"
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+def test_cli_serve_rejects_bad_options(settings, capsys, tmp_path):
+    assert main(["--home", str(settings.home), "serve", "--table", "mine"]) == 2
+    assert "NAME=PATH" in capsys.readouterr().err
+    assert main(["--home", str(settings.home), "serve", "--table", f"mine={tmp_path / 'missing.csv'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["--home", str(settings.home), "serve", "--port", "70000"]) == 2
+    assert "TCP port" in capsys.readouterr().err
+    assert main(["--home", str(settings.home), "serve", "--max-images", "0"]) == 2
+    assert "positive" in capsys.readouterr().err
