@@ -210,3 +210,11 @@ def test_oracles_bound_the_anchor_and_fit_a_linear_target_exactly():
     per = {d: (reg, tau) for d, reg, tau in rows["pcs-all"].per_target}
     assert per["digits2"][0] == pytest.approx(0.0, abs=1e-9) and per["digits2"][1] > 0.99
     assert [d for d, _, _ in rows["fixed-best"].per_target] == ["animals0", "animals1", "animals2", "digits0", "digits1", "digits2"]
+
+
+def test_ceiling_plot_is_a_png(tmp_path):
+    from vlmhub.tables.oracles import ceiling_plot_png, ceiling_table
+
+    png = ceiling_plot_png({"synthetic": ceiling_table(_synthetic(), pc_counts=(1, 2, 3))},
+                           {"synthetic": {"inb": (19.8, 0.45)}}, {"synthetic": (1.5, 0.75)})
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000

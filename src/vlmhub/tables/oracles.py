@@ -36,7 +36,7 @@ from .metrics import target_metrics
 from .protocol import target_indices
 from .records import PerformanceTable
 
-__all__ = ["OracleResult", "ceiling_table", "DEFAULT_PC_COUNTS"]
+__all__ = ["OracleResult", "ceiling_table", "ceiling_plot_png", "DEFAULT_PC_COUNTS"]
 
 DEFAULT_PC_COUNTS: tuple[int, ...] = (1, 3, 5, 8, 12, 20)
 
@@ -134,3 +134,43 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
         tau = float(np.mean(taus_)) if taus_ else math.nan
         out.append(OracleResult(name, desc[name], reg, tau, len(vals), tuple(vals)))
     return out
+
+
+def ceiling_plot_png(ceilings: dict[str, Sequence[OracleResult]], selectors: dict[str, dict[str, tuple[float, float]]] | None = None,
+                     goals: dict[str, tuple[float, float]] | None = None) -> bytes:
+    """Regret and tau of the ``pcs-k`` oracles against k (parameters fitted to the hidden target), per table.
+
+    ``selectors[table][name] = (regret, tau)`` draws measured selectors as horizontal lines and
+    ``goals[table] = (regret, tau)`` the targets, so one can see how many target-fitted parameters a
+    selector would need to reach them. PNG bytes.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.4 * len(ceilings)))
+    colors = ["#4477aa", "#228833", "#ee6677", "#aa3377", "#66ccee"]
+    for row, (table, rows) in enumerate(ceilings.items()):
+        pcs = [r for r in rows if r.name.startswith("pcs-")]
+        h = max((int(r.name[4:]) for r in pcs if r.name != "pcs-all"), default=1)
+        ks = [int(r.name[4:]) if r.name != "pcs-all" else h + 1 + 4 for r in pcs]
+        for col, (metric, label) in enumerate((("regret", "mean regret (points, lower is better)"), ("tau", "mean Kendall tau (higher is better)"))):
+            ax = fig.add_subplot(len(ceilings), 2, row * 2 + col + 1)
+            ax.plot(ks, [getattr(r, metric) for r in pcs], "o-", color="black", label="least squares on top-k PCs, fitted to the target")
+            for i, (name, vals) in enumerate((selectors or {}).get(table, {}).items()):
+                ax.axhline(vals[col], color=colors[i % len(colors)], lw=1.2, ls="--", label=f"{name} (measured)")
+            if goals and table in goals:
+                ax.axhline(goals[table][col], color="red", lw=1.5, ls=":", label="goal")
+            ax.set_xscale("log")
+            ax.set_xticks(ks)
+            ax.set_xticklabels([r.name[4:] for r in pcs], fontsize=8)
+            ax.set_xlabel("k = history components fitted to the hidden target column", fontsize=8)
+            ax.set_title(f"{table}: {label}", fontsize=9)
+            ax.legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
