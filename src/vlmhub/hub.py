@@ -136,19 +136,9 @@ class Hub:
     def predict(self, task: Task, images: Sequence[str | Path], *, k: int = 3, weighting: Weighting = DEFAULT_WEIGHTING,
                 **config) -> list[dict]:
         """Classify image files with the MLL ensemble; one ``{image, class, confidence}`` per image."""
-        from .models.imaging import IMAGE_EXTENSIONS
+        from .models.imaging import image_files
 
-        files: list[Path] = []
-        for item in images:
-            p = Path(item)
-            if p.is_dir():
-                files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
-            elif p.is_file():
-                files.append(p)
-            else:
-                raise DataError(f"image or folder not found: {p}. Check the path.")
-        if not files:
-            raise DataError("no images to classify. Pass image files or folders that contain images.")
+        files = image_files(images)
         return self.classify(task, [(str(f), f) for f in files], k=k, weighting=weighting, **config)
 
     def classify(self, task: Task, refs: Sequence[tuple[str, object]], *, k: int = 3,

@@ -100,6 +100,21 @@ def cmd_select(args) -> int:
 def cmd_predict(args) -> int:
     hub = _hub(args)
     task = _task(args.task, hub.settings)
+    if args.out:
+        from ..models.imaging import image_files
+        from ..reuse.batch import BatchPredictor
+        from ..reuse.job import predict_to_csv
+
+        files = image_files(args.images)
+        predictor = BatchPredictor(task, hub=hub, k=args.k, weighting=args.weighting, selection=_config(args))
+        report = predict_to_csv(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
+                                progress=not args.quiet)
+        if args.json:
+            print(json.dumps(report.to_dict(), indent=1))
+        else:
+            print(f"wrote {report.images} predictions to {report.out} ({report.computed} computed, "
+                  f"{report.resumed} from an earlier run, {report.seconds:.1f} s)", file=sys.stderr)
+        return 0
     rows = hub.predict(task, args.images, k=args.k, weighting=args.weighting, **_config(args))
     if args.json:
         print(json.dumps({"task": task.name, "predictions": rows}, indent=1))
@@ -220,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     selection_opts(sp)
     sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
                     help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
+    sp.add_argument("--out", help="write image,class,confidence rows to this CSV, resumably (re-run the same command "
+                    "after a crash to continue)")
+    sp.add_argument("--batch-size", type=int, default=64, help="images per batch with --out (default 64)")
+    sp.add_argument("--restart", action="store_true", help="with --out: discard an unfinished earlier run")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_predict)
 

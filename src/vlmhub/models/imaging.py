@@ -12,9 +12,25 @@ import numpy as np
 
 from ..errors import ImageError
 
-__all__ = ["load_image", "resize_center_crop", "to_tensor_normalized", "IMAGE_EXTENSIONS", "InMemoryImage"]
+__all__ = ["load_image", "resize_center_crop", "to_tensor_normalized", "IMAGE_EXTENSIONS", "InMemoryImage", "image_files"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+def image_files(items: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files named by ``items``: files as given, folders searched recursively (sorted, by extension)."""
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ImageError(f"image or folder not found: {p}. Check the path.")
+    if not files:
+        raise ImageError("no images to classify. Pass image files or folders that contain images.")
+    return files
 
 
 @dataclass(frozen=True)

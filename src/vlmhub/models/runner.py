@@ -64,10 +64,10 @@ def trunk_features(
     todo = list(refs)
     if cache is not None:
         missing = set(cache.missing([r[0] for r in refs]))
-        todo = [r for r in refs if r[0] in missing]
+        todo = list({r[0]: r for r in refs if r[0] in missing}.values())  # cache rows are keyed by id: once each
         if progress:
             progress(len(refs) - len(todo))
-    out: dict[str, np.ndarray] = {}
+    out: list[np.ndarray] = []  # without a cache: rows in input order (ids need not be unique)
     if todo:
         with cf.ThreadPoolExecutor(max_workers=1) as pool:
             chunks = list(_batches(todo, batch_size))
@@ -82,13 +82,12 @@ def trunk_features(
                 if cache is not None:
                     cache.append(ids, feats)
                 else:
-                    for j, rid in enumerate(ids):
-                        out[rid] = feats[j]
+                    out.append(feats)
                 if progress:
                     progress(len(chunk))
     if cache is not None:
         return cache.get([r[0] for r in refs])
-    return np.stack([out[r[0]] for r in refs]) if refs else np.zeros((0, 0), np.float32)
+    return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
 
 
 def embed_images(
