@@ -49,8 +49,8 @@ def _fastapi():
 def create_app(service: VlmhubService | None = None, *, preload: bool = False, **service_kwargs):
     """The FastAPI application over ``service`` (default: ``VlmhubService(**service_kwargs)``, built lazily).
 
-    With ``preload=True`` the hub's MLL selector is fitted at startup (when the hub is labeled), so the
-    first request does not pay for loading labels and the text model.
+    With ``preload=True`` one throw-away selection runs at startup (when the hub is labeled), so the first
+    request does not pay for loading labels, the text model and WordNet.
     """
     fastapi, pydantic = _fastapi()
     from fastapi.responses import JSONResponse
@@ -98,11 +98,10 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     @asynccontextmanager
     async def lifespan(app):
         if preload:
-            s = svc()
-            try:
-                s.hub.selector()
+            try:  # a throw-away selection loads labels, the text model and WordNet before the first request
+                svc().select({"name": "warm-up", "classes": ["cat", "dog"]}, k=1)
             except VlmhubError:
-                pass  # not labeled yet: /v1/select answers 409 with the fix
+                pass  # e.g. not labeled yet: /v1/select answers 409 with the fix
         yield
 
     app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan,
