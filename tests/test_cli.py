@@ -57,6 +57,7 @@ def test_predict_prints_one_line_per_image(labeled, color_data, capsys):
     "argv, message",
     [
         (["select", "/nonexistent/task.json"], "not found"),
+        (["select", "cifar10"], "Did you mean cifar10-test?"),  # a shared target name, mistyped
         (["select", "{task}", "--models", "toy-a,nope"], "unknown model id 'nope'"),
         (["select", "{task}", "--models", TOYS, "--alpha", "2"], "alpha must lie in"),
         (["select", "{bad}", "--models", TOYS], "not valid JSON"),

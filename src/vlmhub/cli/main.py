@@ -43,7 +43,17 @@ def _task(arg: str, settings):
     if not p.exists() and settings.data_dir is not None and (settings.data_dir / "images" / arg).is_dir():
         p = settings.data_dir / "images" / arg
     if not p.exists():
-        raise TaskError(f"task {arg!r} not found: pass a task JSON file, a task folder with dataset.json, or a shared target name.")
+        hint = ""
+        images = settings.data_dir / "images" if settings.data_dir is not None else None
+        if images is not None and images.is_dir():
+            import difflib
+
+            targets = sorted(d.name for d in images.iterdir() if (d / "dataset.json").is_file()
+                             and '"concept-samples"' not in (d / "dataset.json").read_text(encoding="utf-8", errors="replace"))
+            close = difflib.get_close_matches(arg, targets, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Shared targets: {', '.join(targets)}."
+        raise TaskError(f"task {arg!r} not found: pass a task JSON file, a task folder with dataset.json, or a shared "
+                        f"target name.{hint}")
     return load_task(p)
 
 
