@@ -209,6 +209,12 @@ def test_oracles_bound_the_anchor_and_fit_a_linear_target_exactly():
     rows = {r.name: r for r in ceiling_table(PerformanceTable("lin", t.models, t.datasets, acc, reference="ImageNet 1k"))}
     per = {d: (reg, tau) for d, reg, tau in rows["pcs-all"].per_target}
     assert per["digits2"][0] == pytest.approx(0.0, abs=1e-9) and per["digits2"][1] > 0.99
+    # a target that is a non-negative mixture of history columns is recovered by the mixture ceiling
+    acc2 = t.acc.copy()
+    acc2[:, 5] = 0.1 + 0.3 * acc2[:, 4] + 0.2 * acc2[:, 6]
+    mix = {r.name: r for r in ceiling_table(PerformanceTable("mix", t.models, t.datasets, acc2, reference="ImageNet 1k"))}
+    per_mix = {d: (reg, tau) for d, reg, tau in mix["columns-nonneg"].per_target}
+    assert per_mix["digits1"][0] == pytest.approx(0.0, abs=1e-9) and per_mix["digits1"][1] > 0.99
     assert [d for d, _, _ in rows["fixed-best"].per_target] == ["animals0", "animals1", "animals2", "digits0", "digits1", "digits2"]
 
 

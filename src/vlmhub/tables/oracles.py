@@ -11,6 +11,11 @@ the leave-one-dataset-out protocol:
   the lowest true regret (the best any "pick one neighbour dataset" selector, such as text kNN, can do);
 * ``anchor-top5`` -- the best model among the anchor's (INB's) top 5 (top-1 only): the ceiling of
   re-ranking a shortlist;
+* ``columns-nonneg`` -- non-negative least squares of the target on the z-scored history columns, fitted to
+  the target: the mixture of history columns closest to the target, i.e. what a selector that scores
+  models as a *non-negative mixture of history columns* (MLL's Eq. 6-7 at dataset level, text kNN,
+  vlmhub's anchored kernel) would output if it knew the weights. It is the squared-error optimum, not the
+  tau optimum, so it approximates that family's ceiling rather than bounding it;
 * ``pcs-k`` -- least squares of the target column on ``[1, U_1..U_k]``, the top-k principal components of
   the z-scored history, fitted *to the target* (k + 1 free parameters chosen with the answer in hand);
   ``k = n_history`` is the in-sample regression on every history column. Any selector that predicts a
@@ -109,6 +114,13 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
             ("column-regret", "rank by the history column with the lowest true regret", int(np.argmin(regs))),
         ):
             add(name, text, float(regs[pick]), float(taus[pick]))
+        from scipy.optimize import nnls
+
+        ys = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
+        w, _ = nnls(Z, ys)
+        p = Z @ w
+        add("columns-nonneg", "non-negative least squares on the history columns, fitted to the target "
+            "(what MLL Eq. 7, kNN or vlmhub would score with perfect weights)", _regret(y, p), _tau(p, y))
         U, _, _ = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
         for k in sorted(set(min(int(k), h) for k in pc_counts) | {h}):
             X = np.c_[np.ones(len(y)), U[:, :k]]
