@@ -172,6 +172,10 @@ def ceiling_plot_png(ceilings: dict[str, Sequence[OracleResult]], selectors: dic
         for col, (metric, label) in enumerate((("regret", "mean regret (points, lower is better)"), ("tau", "mean Kendall tau (higher is better)"))):
             ax = fig.add_subplot(len(ceilings), 2, row * 2 + col + 1)
             ax.plot(ks, [getattr(r, metric) for r in pcs], "o-", color="black", label="least squares on top-k PCs, fitted to the target")
+            mix = next((r for r in rows if r.name == "columns-nonneg"), None)
+            if mix is not None:
+                ax.axhline(getattr(mix, metric), color="gray", lw=1.2, ls="-.",
+                           label="best non-negative column mixture, fitted to the target")
             for i, (name, vals) in enumerate((selectors or {}).get(table, {}).items()):
                 ax.axhline(vals[col], color=colors[i % len(colors)], lw=1.2, ls="--", label=f"{name} (measured)")
             if goals and table in goals:
