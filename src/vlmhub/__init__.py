@@ -9,7 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 __all__ = ["Hub", "Task", "load_task", "Settings", "get_settings", "create_model", "list_models", "MLLSelector",
-           "MLLConfig", "MLLEnsemble", "VlmhubError", "__version__"]
+           "MLLConfig", "MLLEnsemble", "BatchPredictor", "VlmhubError", "__version__"]
 
 _LAZY = {
     "Hub": "vlmhub.hub",
@@ -22,6 +22,7 @@ _LAZY = {
     "MLLSelector": "vlmhub.selection.mll",
     "MLLConfig": "vlmhub.selection.mll",
     "MLLEnsemble": "vlmhub.reuse.ensemble",
+    "BatchPredictor": "vlmhub.reuse.batch",
     "VlmhubError": "vlmhub.errors",
 }
 
