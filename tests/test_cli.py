@@ -97,3 +97,11 @@ def test_console_script_exit_code(settings, tmp_path):
     p = subprocess.run([sys.executable, "-m", "vlmhub.cli.main", "select", str(tmp_path / "missing.json")],
                        capture_output=True, text=True, env=env)
     assert p.returncode == 2 and "vlmhub: error:" in p.stderr
+
+
+def test_select_plot_writes_a_png(labeled, color_data, tmp_path, capsys):
+    png = tmp_path / "plots" / "sel.png"
+    code, out, err = run(capsys, "--home", str(labeled.home), "select", str(color_data["task"]), "--models", TOYS,
+                         "--k", "2", "--plot", str(png), "--json")
+    assert code == 0 and json.loads(out)["k"] == 2 and "wrote" in err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000

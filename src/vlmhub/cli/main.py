@@ -103,6 +103,12 @@ def cmd_select(args) -> int:
     hub = _hub(args)
     task = _task(args.task, hub.settings)
     sel = hub.select(task, k=args.k, **_config(args))
+    if args.plot:
+        from ..selection.plots import selection_heatmap_png
+        from ..storage.atomic import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.plot), selection_heatmap_png(sel))
+        print(f"wrote {args.plot}", file=sys.stderr)
     print(json.dumps(sel.to_dict(), indent=1) if args.json else sel.format())
     return 0
 
@@ -235,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("task", help="task JSON file, task folder, or shared target name")
     common(sp)
     selection_opts(sp)
+    sp.add_argument("--plot", metavar="PNG", help="also write a heatmap of r per model and class, chosen models boxed")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_select)
 
