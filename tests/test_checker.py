@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -203,7 +204,7 @@ def test_report_serialises_and_formats():
 def test_report_and_budget_are_frozen_and_validated():
     report = check_model(TinyModel())
     assert isinstance(report, CheckReport)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         report.model_id = "x"  # type: ignore[misc]
     with pytest.raises(ValueError):
         CheckBudget(batch_size=1)

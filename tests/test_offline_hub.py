@@ -6,7 +6,6 @@ Marked ``slow``: these run real networks on CPU (about two minutes together).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

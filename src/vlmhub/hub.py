@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 
 from .concepts.graph import SemanticGraph, build_graph, current_graph, save_graph
 from .concepts.samples import DEFAULT_SAMPLE_SETS, scan_sample_set

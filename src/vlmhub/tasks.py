@@ -15,11 +15,10 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from .errors import TaskError
 from .models.imaging import IMAGE_EXTENSIONS
-from .storage.atomic import read_json
 
 __all__ = ["Task", "load_task", "task_images", "LabeledImages"]
 

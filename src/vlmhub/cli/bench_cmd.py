@@ -9,7 +9,6 @@ import argparse
 import csv
 import io
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -71,7 +70,6 @@ def cmd_benchmark(args) -> int:
     sel = hub.selector()
     for t in targets:
         task = _task(t, hub.settings)
-        n_trunks = len({m.trunk_key for m in models})
         bar = tqdm(total=None, desc=f"models on {task.name}", unit="img", disable=quiet)
         data = load_target(task, models, hub.settings, limit_per_class=args.limit_per_class, progress=bar.update)
         bar.close()

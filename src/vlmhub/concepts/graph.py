@@ -12,10 +12,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ..errors import DataError, LabelError, NotLabeledError
 from ..settings import Settings, get_settings

@@ -17,16 +17,14 @@ cached under the hub), selection reads labels only. Methods:
 
 from __future__ import annotations
 
-import itertools
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..models.base import ZeroShotModel
 from ..reuse.ensemble import DEFAULT_WEIGHTING, ensemble_scores
-from ..selection.captions import class_captions
 from ..tasks import LabeledImages, Task, task_images
 from .evaluate import accuracy, inb_model, model_probabilities, per_class_recall
 

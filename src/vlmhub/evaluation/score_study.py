@@ -728,7 +728,7 @@ def render_plot(result: StudyResult, metric: str = "tau_zs") -> bytes:
     fig = Figure(figsize=(8, 5), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     shots = sorted({s.shots for s in summ if s.shots > 0}) or [1]
-    for i, sel in enumerate(dict.fromkeys(s.selector for s in summ)):
+    for sel in dict.fromkeys(s.selector for s in summ):
         pts = [(s.shots, getattr(s, metric)) for s in summ if s.selector == sel]
         style = "--" if sel in LABEL_FREE else ("-" if sel == PROBE_ZS else ":")
         lw = 2.5 if sel in LABEL_FREE or sel == PROBE_ZS else 1.4

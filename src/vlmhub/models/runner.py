@@ -7,9 +7,8 @@ the next batch overlap with the forward pass of the current one (a background th
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 

@@ -95,7 +95,8 @@ class MLLEnsemble:
         return ensemble_scores(self.probs_from_embeddings(image_emb), self.members, self.weighting)
 
     def scores(self, images: Sequence) -> np.ndarray:
-        """Eq. 8 confidences (N x C) for PIL images or ``(id, path)`` refs."""
+        """Eq. 8 confidences (N x C) for image paths or ``(id, image)`` refs (image: a path or an
+        :class:`~vlmhub.models.imaging.InMemoryImage`)."""
         from ..models.runner import embed_images
 
         refs = _as_refs(images)
@@ -110,7 +111,7 @@ def _as_refs(images: Sequence):
     from pathlib import Path
 
     refs = []
-    for i, im in enumerate(images):
+    for im in images:
         if isinstance(im, tuple):
             refs.append(im)
         else:
