@@ -105,3 +105,18 @@ def test_select_plot_writes_a_png(labeled, color_data, tmp_path, capsys):
                          "--k", "2", "--plot", str(png), "--json")
     assert code == 0 and json.loads(out)["k"] == 2 and "wrote" in err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+
+
+def test_evaluate_plot_and_per_class_recall(labeled, color_data, tmp_path, capsys):
+    png = tmp_path / "eval.png"
+    code, out, err = run(capsys, "--home", str(labeled.home), "evaluate", str(color_data["task"]), "--models", TOYS,
+                         "--json", "--detail", "--plot", str(png), "-q")
+    assert code == 0 and "wrote" in err
+    d = json.loads(out)
+    rec = d["per_class_recall"]
+    assert set(rec) == {"toy-a", "toy-b", "toy-c"} and all(len(v) == 6 and all(0 <= x <= 1 for x in v) for v in rec.values())
+    # the per-class oracle is the count-weighted mean of the per-class best recalls (equal class sizes here)
+    import numpy as np
+
+    assert d["accuracy"]["oracle_per_class"] == pytest.approx(np.mean(np.max(list(rec.values()), axis=0)), abs=1e-3)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

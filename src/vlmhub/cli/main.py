@@ -151,6 +151,13 @@ def cmd_evaluate(args) -> int:
     selector = hub.selector(**_config(args))  # fails early, with the fix, if labels are missing
     res = evaluate_task(task, hub.models(selector.model_ids_), selector, hub.settings, weighting=args.weighting,
                         limit_per_class=args.limit_per_class, progress=not args.quiet)
+    if args.plot:
+        from ..selection.plots import selection_vs_truth_png
+        from ..storage.atomic import atomic_write_bytes
+
+        key = max(res.selection_objects, key=lambda s: int(s[1:]))
+        atomic_write_bytes(Path(args.plot), selection_vs_truth_png(res.selection_objects[key], res.per_class))
+        print(f"wrote {args.plot}", file=sys.stderr)
     print(json.dumps(res.to_dict(detail=args.detail), indent=1) if args.json else res.format())
     return 0
 
@@ -266,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
                     help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
     sp.add_argument("--limit-per-class", type=int, help="evaluate on a seeded subset of N images per class")
-    sp.add_argument("--detail", action="store_true", help="with --json: per-model accuracy and selections")
+    sp.add_argument("--detail", action="store_true", help="with --json: per-model accuracy, per-class recall and selections")
+    sp.add_argument("--plot", metavar="PNG", help="also write MLL's estimate vs the true per-class recall, chosen models boxed")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_evaluate)
 

@@ -65,6 +65,10 @@ class EvalResult:
     per_model: dict[str, float] = field(default_factory=dict)
     selections: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: true per-class recall of every model (model id -> one value per class)
+    per_class: dict[str, list[float]] = field(default_factory=dict)
+    #: the Selection objects behind ``selections`` (key "k1", "k3", ...), for plots; not serialised
+    selection_objects: dict[str, object] = field(default_factory=dict, repr=False)
 
     def to_dict(self, detail: bool = False) -> dict:
         d = {"dataset": self.dataset, "n_images": self.n_images, "accuracy": {k: round(v, 4) for k, v in self.accuracy.items()}}
@@ -72,6 +76,7 @@ class EvalResult:
             d["per_model"] = {k: round(v, 4) for k, v in self.per_model.items()}
             d["selections"] = self.selections
             d["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
+            d["per_class_recall"] = {m: [round(x, 4) for x in v] for m, v in self.per_class.items()}
         return d
 
     def format(self) -> str:
@@ -117,14 +122,16 @@ def evaluate_task(
     inb = inb_model(models)
     acc["INB"] = per_model[inb]
     acc["best_single"] = max(per_model.values())
-    selections = {}
+    selections, objects = {}, {}
     t1 = time.perf_counter()
     for k in ks:
         sel = selector.select(task, k=k)
         scores = ensemble_scores({m: probs[m] for m in sel.used_models()}, [sel.members(c) for c in range(C)], weighting)
         acc[f"MLL_k{k}"] = accuracy(scores.argmax(1), labels)
         selections[f"k{k}"] = sel.to_dict()
+        objects[f"k{k}"] = sel
     t_sel = time.perf_counter() - t1
     acc["oracle_per_class"] = float((recalls.max(axis=0) * counts).sum() / counts.sum())
     return EvalResult(task.name, len(images), acc, per_model, {"INB_model": {"id": inb}, **selections},
-                      {"models": t_models, "selection_and_reuse": t_sel})
+                      {"models": t_models, "selection_and_reuse": t_sel},
+                      {m.id: recalls[i].tolist() for i, m in enumerate(models)}, objects)
