@@ -312,3 +312,10 @@ def test_selector_registry():
     assert s.get_params()["k"] == 3 and s.clone().get_params() == s.get_params()
     with pytest.raises(TableError, match="not fitted"):
         s.score(TaskDescription("x"))
+
+
+def test_malformed_descriptions_beside_a_generic_csv_is_a_table_error(tmp_path):
+    csv_path, json_path = save_generic_table(_tiny_table(), tmp_path / "t.csv")
+    json_path.write_text("{not json")
+    with pytest.raises(TableError, match="descriptions file .* is not valid JSON"):
+        load_table(csv_path)

@@ -11,7 +11,6 @@ A *task folder* is such a file next to one sub-folder of images per class (named
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Mapping
 
 from .errors import TaskError
 from .models.imaging import IMAGE_EXTENSIONS
+from .storage.atomic import read_json
 
 __all__ = ["Task", "load_task", "task_images", "LabeledImages"]
 
@@ -99,10 +99,7 @@ def load_task(path: str | Path) -> Task:
         root, file = None, path
         if not file.is_file():
             raise TaskError(f"task file {path} does not exist (not found). Pass a task JSON file or a folder with dataset.json.")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TaskError(f"task file {file} is not valid JSON (line {exc.lineno}: {exc.msg}). Fix the file.") from None
+    data = read_json(file, "task file", TaskError)
     if isinstance(data, Mapping) and data.get("kind") == "concept-samples":
         raise TaskError(f"{file} describes a concept-sample set (wnid folders), not a target task.")
     return Task.from_dict(data, root=root)

@@ -7,11 +7,11 @@ no overlap get no captions. Used by the benchmark's ``captions=user`` ablation (
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import replace
 from pathlib import Path
 
+from ..storage.atomic import read_json
 from ..tasks import Task
 
 __all__ = ["MLL_DATASETS", "attach_mll_captions"]
@@ -32,7 +32,7 @@ def attach_mll_captions(task: Task, data_dir: Path, dataset: str | None = None) 
     path = Path(data_dir) / "mll" / "captions" / f"{stem}.json" if stem else None
     if path is None or not path.is_file():
         return task
-    released: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))
+    released: dict[str, list[str]] = read_json(path, "released MLL captions")
     rtoks = {k: _tokens(k) for k in released}
     caps = {}
     for c in task.classes:

@@ -65,19 +65,20 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> Any:
-    """Read a JSON file, turning a missing or malformed file into a :class:`DataError` with a fix."""
+def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError] | type[Exception] = DataError) -> Any:
+    """Read a JSON file, turning a missing or malformed file into ``error`` (a :class:`DataError` by default)
+    whose message names the file and the fix."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"{what} not found: {path}. Check the path.") from None
+        raise error(f"{what} not found: {path}. Check the path.") from None
     except OSError as exc:
-        raise DataError(f"cannot read {what} {path}: {exc}") from None
+        raise error(f"cannot read {what} {path}: {exc}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DataError(
+        raise error(
             f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). Fix or recreate it."
         ) from None
 

@@ -31,6 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import TableError, TaskError
+from ..storage.atomic import read_json
 from .records import (
     ModelInfo,
     PerformanceTable,
@@ -111,7 +112,7 @@ def read_class_names(path: Path) -> tuple[str, ...]:
     if not path.is_file():
         return ()
     if path.suffix == ".json":
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = read_json(path, "class-name file", TableError)
         return tuple(str(c) for c in obj.get("classes", ()))
     return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
@@ -242,17 +243,14 @@ def load_generic_table(
         )
     if descriptions is None:
         dpath = _descriptions_path(path)
-        desc: Mapping = json.loads(dpath.read_text(encoding="utf-8")) if dpath.is_file() else {}
+        desc: Mapping = read_json(dpath, "descriptions file", TableError) if dpath.is_file() else {}
     elif isinstance(descriptions, Mapping):
         desc = descriptions
     else:
         dpath = Path(descriptions)
         if not dpath.is_file():
             raise TableError(f"descriptions file {dpath} does not exist; pass a JSON {{dataset: {{domain, task, classes}}}}")
-        try:
-            desc = json.loads(dpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise TableError(f"descriptions file {dpath} is not valid JSON ({exc}); fix its syntax") from None
+        desc = read_json(dpath, "descriptions file", TableError)
     if not isinstance(desc, Mapping):
         raise TableError("the descriptions JSON must be an object mapping dataset names to {domain, task, classes}")
     feat_cols = [c for c in rows[0] if c.startswith("feature:")]
