@@ -144,6 +144,8 @@ def test_rank_models_on_a_registered_table_matches_the_selector(toy_hub, tmp_pat
         s.rank_models("/etc/passwd", task)
     with pytest.raises(TableError, match="unknown selector"):
         s.rank_models("mine", task, selector="nope")
+    with pytest.raises(TableError, match="ModelGPT"):  # a task description carries no per-model features
+        s.rank_models("mine", task, selector="modelgpt")
     with pytest.raises(ConfigError, match="built in"):
         VlmhubService(toy_hub, tables={"lovm": csv_path})
 

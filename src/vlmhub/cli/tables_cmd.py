@@ -79,22 +79,15 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
 
 def cmd_rank_models(args: argparse.Namespace) -> int:
     """Rank a table's models for a new task described only by a task JSON file."""
-    from ..errors import TableError
     from ..tables import DEFAULT_SELECTOR, get_selector, load_table, load_task_json
 
     task = load_task_json(args.task)
     table = load_table(args.table, data_dir=_data_dir(args))
     name = args.selector or DEFAULT_SELECTOR
     _selector_names(name, [])
-    sel = get_selector(name, embedder=args.embedder)
-    if sel.requires_features:
-        raise TableError(
-            f"selector {name!r} needs the task's per-model ModelGPT features, which a task file cannot carry; "
-            "choose a text-based selector (e.g. vlmhub, mll, fennec)"
-        )
-    if name == "inb" and table.reference is None:
-        raise TableError(f"table {table.name!r} has no ImageNet-1k column, so INB cannot rank; choose another selector")
-    ranked = sel.fit(table).rank(task)
+    # the selectors refuse what they cannot do (INB without an ImageNet column, ModelGPT without the
+    # task's per-model features) with a TableError that names the fix
+    ranked = get_selector(name, embedder=args.embedder).fit(table).rank(task)
     if args.top:
         ranked = ranked[: args.top]
     if args.json:

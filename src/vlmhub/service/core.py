@@ -217,14 +217,9 @@ class VlmhubService:
         with self._lock:
             key = (table, name)
             if key not in self._selectors:
-                sel = get_selector(name, embedder=self.embedder)
-                if sel.requires_features:
-                    raise TableError(f"selector {name!r} needs per-model ModelGPT features of the task, which a "
-                                     "task description cannot carry; choose a text-based selector (e.g. vlmhub, mll, fennec).")
-                if name == "inb" and tab.reference is None:
-                    raise TableError(f"table {table!r} has no ImageNet-1k column, so INB cannot rank; choose another selector.")
-                self._selectors[key] = sel.fit(tab)
-            ranked = self._selectors[key].rank(TaskDescription(name=t.name.strip(), domain=t.domain, task=t.task, classes=t.classes))
+                # selectors refuse what they cannot do (INB without ImageNet, ModelGPT without target features)
+                self._selectors[key] = get_selector(name, embedder=self.embedder).fit(tab)
+            ranked = self._selectors[key].rank(TaskDescription.from_task(t))
         if top:
             ranked = ranked[:top]
         return {"task": t.name, "table": table, "selector": name, "models": [{"id": i, "score": float(s)} for i, s in ranked]}

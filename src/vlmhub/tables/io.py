@@ -392,5 +392,4 @@ def load_task_json(path: str | Path) -> TaskDescription:
     validated by :func:`vlmhub.tasks.load_task` (one task format for the whole project)."""
     from ..tasks import load_task
 
-    t = load_task(path)
-    return TaskDescription(name=t.name.strip(), domain=t.domain, task=t.task, classes=t.classes)
+    return TaskDescription.from_task(load_task(path))

@@ -167,6 +167,11 @@ class TaskDescription:
         if not self.key:
             object.__setattr__(self, "key", canonical_dataset_key(self.name))
 
+    @classmethod
+    def from_task(cls, task) -> "TaskDescription":
+        """The table-side view of a validated :class:`vlmhub.tasks.Task` (captions are not used here)."""
+        return cls(name=task.name.strip(), domain=task.domain, task=task.task, classes=task.classes)
+
     def describe(self) -> str:
         """One sentence naming the task, its domain and task type (what the text embedder reads)."""
         dom = f" of {self.domain}" if self.domain else ""
