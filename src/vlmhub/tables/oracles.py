@@ -30,16 +30,16 @@ prints them for the shared tables (docs/tables.md).
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy.optimize import nnls
 
 from .metrics import target_metrics
 from .protocol import target_indices
 from .records import PerformanceTable
+from .selectors.base import zscore_columns
 
 __all__ = ["OracleResult", "ceiling_table", "ceiling_plot_png", "DEFAULT_PC_COUNTS"]
 
@@ -59,22 +59,9 @@ class OracleResult:
     per_target: tuple[tuple[str, float, float], ...] = ()
 
 
-def _zscore(H: np.ndarray) -> np.ndarray:
-    mu = np.nanmean(H, axis=0)
-    sd = np.nanstd(H, axis=0)
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    return np.nan_to_num((H - mu) / sd)
-
-
-def _tau(a: np.ndarray, b: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = stats.kendalltau(a, b).statistic
-    return float(t) if np.isfinite(t) else -1.0
-
-
-def _regret(y: np.ndarray, s: np.ndarray) -> float:
-    return float((y.max() - y[int(np.argmax(s))]) * 100.0)
+def _regret_tau(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    m = target_metrics(s, y)
+    return m.regret, m.tau
 
 
 def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC_COUNTS) -> list[OracleResult]:
@@ -95,7 +82,7 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
         H_all = np.delete(A, j, axis=1)
         ok = np.isfinite(y_all)
         y, H = y_all[ok], H_all[ok]
-        Z = _zscore(H)
+        Z = zscore_columns(H)
         h = Z.shape[1]
         if ref is not None:
             anchor = A[ok, ref]
@@ -106,21 +93,19 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
         cols = [Z[:, c] for c in range(h)]
         with np.errstate(all="ignore"):
             corr = np.array([np.nan_to_num(np.corrcoef(c, y)[0, 1], nan=-1.0) for c in cols])
-        taus = np.array([_tau(c, y) for c in cols])
-        regs = np.array([_regret(y, c) for c in cols])
+        regs, taus = (np.array(v) for v in zip(*(_regret_tau(c, y) for c in cols)))
+        taus = np.nan_to_num(taus, nan=-1.0)  # a constant column has no tau: never the tau oracle's pick
         for name, text, pick in (
             ("column-corr", "rank by the history column truly most correlated (Pearson) with the target", int(np.argmax(corr))),
             ("column-tau", "rank by the history column with the highest true Kendall tau", int(np.argmax(taus))),
             ("column-regret", "rank by the history column with the lowest true regret", int(np.argmin(regs))),
         ):
             add(name, text, float(regs[pick]), float(taus[pick]))
-        from scipy.optimize import nnls
-
         ys = (y - y.mean()) / (y.std() if y.std() > 0 else 1.0)
         w, _ = nnls(Z, ys)
         p = Z @ w
         add("columns-nonneg", "non-negative least squares on the history columns, fitted to the target "
-            "(what MLL Eq. 7, kNN or vlmhub would score with perfect weights)", _regret(y, p), _tau(p, y))
+            "(what MLL Eq. 7, kNN or vlmhub would score with perfect weights)", *_regret_tau(p, y))
         U, _, _ = np.linalg.svd(Z - Z.mean(0), full_matrices=False)
         for k in sorted(set(min(int(k), h) for k in pc_counts) | {h}):
             X = np.c_[np.ones(len(y)), U[:, :k]]
@@ -131,7 +116,7 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
                 if k < h
                 else "least squares of the target on every history column, fitted to the target (in-sample)"
             )
-            add(label, text, _regret(y, p), _tau(p, y))
+            add(label, text, *_regret_tau(p, y))
     # the single model with the lowest mean regret over all targets (models missing a target are excluded)
     R = np.stack([(np.nanmax(A[:, j]) - np.where(np.isfinite(A[:, j]), A[:, j], -np.inf)) * 100.0 for j in idx], axis=1)
     mean_r = R.mean(1)
