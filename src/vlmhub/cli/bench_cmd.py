@@ -39,9 +39,9 @@ def _md(rows: list[dict], cols: list[str], fmt="{:.3f}") -> str:
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return buf.getvalue()
+    from ..plotting import png_bytes
+
+    return png_bytes(fig, dpi=110, tight=True)
 
 
 def cmd_benchmark(args) -> int:

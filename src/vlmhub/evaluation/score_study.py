@@ -719,13 +719,10 @@ def summarize(rows: Sequence[SelectorRow], forward_seconds_per_image: float = fl
 
 def render_plot(result: StudyResult, metric: str = "tau_zs") -> bytes:
     """PNG bytes: mean ``metric`` vs shots per selector (label-free selectors as horizontal lines)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from ..plotting import new_figure, png_bytes
 
     summ = result.summary()
-    fig = Figure(figsize=(8, 5), dpi=110)
+    fig = new_figure((8, 5), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     shots = sorted({s.shots for s in summ if s.shots > 0}) or [1]
     for sel in dict.fromkeys(s.selector for s in summ):
@@ -746,9 +743,7 @@ def render_plot(result: StudyResult, metric: str = "tau_zs") -> bytes:
     ax.set_title(f"Score study: {len(result.targets)} target(s), {result.config.repeats} seed(s)")
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return png_bytes(fig, dpi=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -141,14 +141,9 @@ def ceiling_plot_png(ceilings: dict[str, Sequence[OracleResult]], selectors: dic
     ``goals[table] = (regret, tau)`` the targets, so one can see how many target-fitted parameters a
     selector would need to reach them. PNG bytes.
     """
-    import io
+    from ..plotting import new_figure, png_bytes
 
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 3.4 * len(ceilings)))
+    fig = new_figure((10, 3.4 * len(ceilings)))
     colors = ["#4477aa", "#228833", "#ee6677", "#aa3377", "#66ccee"]
     for row, (table, rows) in enumerate(ceilings.items()):
         pcs = [r for r in rows if r.name.startswith("pcs-")]
@@ -172,6 +167,4 @@ def ceiling_plot_png(ceilings: dict[str, Sequence[OracleResult]], selectors: dic
             ax.set_title(f"{table}: {label}", fontsize=9)
             ax.legend(fontsize=6.5, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    return png_bytes(fig)

@@ -79,13 +79,10 @@ def csv_report(results: Sequence[SelectorResult]) -> str:
 
 def plot_png(results: Sequence[SelectorResult]) -> bytes:
     """Bar chart of mean regret and Kendall tau per selector (one panel row per table), as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from ..plotting import new_figure, png_bytes
 
     tables = list(dict.fromkeys(r.table for r in results))
-    fig = Figure(figsize=(10, 3.2 * max(1, len(tables))))
+    fig = new_figure((10, 3.2 * max(1, len(tables))))
     for row, table in enumerate(tables):
         rs = [r for r in results if r.table == table]
         names = [r.selector for r in rs]
@@ -96,6 +93,4 @@ def plot_png(results: Sequence[SelectorResult]) -> bytes:
             ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
             ax.set_title(f"{table}: {label}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    return png_bytes(fig)
