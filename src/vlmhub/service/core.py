@@ -79,23 +79,23 @@ class VlmhubService:
     def health(self) -> dict:
         from .. import __version__
 
-        labeled = self.hub.labeled_model_ids() if self._graph_exists() else []
         return {"status": "ok", "version": __version__, "home": str(self.hub.settings.home),
-                "models": len(self.hub.model_ids), "labeled": len(labeled), "uptime_s": round(time.time() - self.started, 1)}
+                "models": len(self.hub.model_ids), "labeled": len(self._labeled()),
+                "uptime_s": round(time.time() - self.started, 1)}
 
-    def _graph_exists(self) -> bool:
-        from ..errors import VlmhubError
+    def _labeled(self) -> set[str]:
+        """Hub models labeled on the current graph (none while the hub has no graph yet)."""
+        from ..errors import NotLabeledError
 
         try:
-            self.hub.graph()
-            return True
-        except VlmhubError:
-            return False
+            return set(self.hub.labeled_model_ids())
+        except NotLabeledError:  # no graph yet
+            return set()
 
     def models(self) -> dict:
         from ..models import get_spec
 
-        labeled = set(self.hub.labeled_model_ids()) if self._graph_exists() else set()
+        labeled = self._labeled()
         out = []
         for i in self.hub.model_ids:
             spec = get_spec(i)
