@@ -147,11 +147,10 @@ class Hub:
         Selects from labels (Eq. 5-7), then runs each used model once per image (Eq. 8-10); one
         ``{image, class, confidence}`` per ref, ``confidence`` being the class's share of Eq. 8's scores.
         """
+        from .reuse.batch import BatchPredictor
+
         if not refs:
             raise DataError("no images to classify. Pass at least one image.")
-        sel = self.select(task, k=k, **config)
-        ens = self.ensemble(sel, weighting)
-        scores = ens.scores(list(refs))
-        pred = scores.argmax(1)
-        return [{"image": rid, "class": task.classes[int(c)], "confidence": float(scores[i, c] / max(scores[i].sum(), 1e-12))}
-                for i, ((rid, _), c) in enumerate(zip(refs, pred))]
+        out = BatchPredictor(task, hub=self, k=k, weighting=weighting, selection=config).predict_refs(refs)
+        return [{"image": i, "class": c, "confidence": float(p)}
+                for i, c, p in zip(out["image"].tolist(), out["class"].tolist(), out["confidence"])]
