@@ -19,6 +19,7 @@ __all__ = [
     "NotLabeledError",
     "MissingExtraError",
     "TableError",
+    "SelectionError",
 ]
 
 
@@ -55,6 +56,10 @@ class ModelCheckError(VlmhubError):
     def __init__(self, message: str, report: object | None = None):
         super().__init__(message)
         self.report = report
+
+
+class SelectionError(TaskError, ValueError):
+    """A selection option (k, alpha, nodes, metric, weighting, top, ...) is outside its valid range."""
 
 
 class LabelError(VlmhubError):

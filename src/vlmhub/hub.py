@@ -21,6 +21,7 @@ from .labeling import LabelReport, LabelStore, label_models
 from .models import create_model, get_spec, list_models
 from .models.base import ZeroShotModel
 from .reuse.ensemble import DEFAULT_WEIGHTING, MLLEnsemble, Weighting
+from .selection.config import SelectionConfig
 from .selection.mll import MLLConfig, MLLSelector, Selection
 from .settings import Settings, get_settings
 from .tasks import Task
@@ -82,6 +83,9 @@ class Hub:
 
     def build_graph(self, sample_sets: Sequence[str | Path] | None = None, *, max_images: int = 75,
                     max_per_concept: int | None = None) -> SemanticGraph:
+        if max_per_concept is not None and (isinstance(max_per_concept, bool) or not isinstance(max_per_concept, int)
+                                            or max_per_concept < 1):
+            raise DataError(f"max_per_concept must be a whole number >= 1 (got {max_per_concept!r}); omit it to use every image.")
         sets = [scan_sample_set(self.resolve_sample_set(s), max_per_concept) for s in (sample_sets or DEFAULT_SAMPLE_SETS)]
         return build_graph(sets, self.settings, max_images=max_images)
 
@@ -125,9 +129,15 @@ class Hub:
             self._selector = sel
         return sel
 
-    def select(self, task: Task, k: int = 3, **config) -> Selection:
-        """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only."""
-        return self.selector(**config).select(task, k=k)
+    def select(self, task: Task, k: int | SelectionConfig = 3, **config) -> Selection:
+        """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only.
+
+        ``k`` is a number or a :class:`~vlmhub.selection.config.SelectionConfig`; its range is checked before
+        any label is read (1 .. number of labeled models)."""
+        sc = k if isinstance(k, SelectionConfig) else SelectionConfig(
+            k=k, alpha=config.get("alpha"), k_nodes=config.get("k_nodes"), metric=config.get("metric"))
+        config = {**config, **sc.overrides()}
+        return self.selector(**config).select(task, k=sc.k)
 
     def ensemble(self, selection: Selection, weighting: Weighting = DEFAULT_WEIGHTING) -> MLLEnsemble:
         return MLLEnsemble(selection, {m: self.model(m) for m in selection.used_models()}, weighting)

@@ -37,6 +37,13 @@ class Task:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise TaskError("the task has no name. Add a non-empty \"name\" to the task file.")
+        _check_text("the task name", self.name)
+        for fld in ("domain", "task"):
+            v = getattr(self, fld)
+            if not isinstance(v, str) or not v.strip():
+                raise TaskError(f"task {self.name!r}: \"{fld}\" must be a non-empty string (got {v!r}), "
+                                f"e.g. \"{'natural photograph' if fld == 'domain' else 'image classification'}\".")
+            _check_text(f"the {fld} of task {self.name!r}", v)
         classes = tuple(self.classes) if not isinstance(self.classes, str) else ()
         if not classes:
             raise TaskError(f"task {self.name!r} has no classes. List at least two class names under \"classes\".")
@@ -50,15 +57,22 @@ class Task:
                             "Remove the duplicates.")
         if len(classes) < 2:
             raise TaskError(f"task {self.name!r} has a single class {classes[0]!r}; classification needs at least two.")
+        for c in classes:
+            _check_text(f"class name {c!r} of task {self.name!r}", c)
         object.__setattr__(self, "classes", classes)
         caps = {}
+        if self.captions is not None and not isinstance(self.captions, Mapping):
+            raise TaskError(f"\"captions\" of task {self.name!r} must be an object mapping class names to lists of "
+                            f"captions, e.g. {{\"{classes[0]}\": [\"a photo of a {classes[0]}\"]}} (got {type(self.captions).__name__}).")
         for c, v in dict(self.captions or {}).items():
             if c not in classes:
                 raise TaskError(f"task {self.name!r} has captions for {c!r}, which is not one of its classes. Fix the class name.")
             if isinstance(v, str):
                 v = [v]
-            if not all(isinstance(x, str) and x.strip() for x in v):
+            if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
                 raise TaskError(f"captions of class {c!r} in task {self.name!r} must be non-empty strings.")
+            for x in v:
+                _check_text(f"a caption of class {c!r}", x)
             caps[c] = tuple(v)
         object.__setattr__(self, "captions", caps)
 
@@ -75,9 +89,9 @@ class Task:
         return cls(
             name=d.get("name", ""),
             classes=tuple(classes),
-            domain=d.get("domain") or "natural photograph",
-            task=d.get("task") or "image classification",
-            captions=d.get("captions") or {},
+            domain=d["domain"] if d.get("domain") not in (None, "") else "natural photograph",
+            task=d["task"] if d.get("task") not in (None, "") else "image classification",
+            captions={} if d.get("captions") is None else d["captions"],
             root=root,
         )
 
@@ -86,6 +100,15 @@ class Task:
         if self.captions:
             d["captions"] = {k: list(v) for k, v in self.captions.items()}
         return d
+
+
+def _check_text(what: str, text: str) -> None:
+    """Refuse text that cannot be encoded as UTF-8 (e.g. a lone UTF-16 surrogate from a JSON ``\\ud800``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TaskError(f"{what} contains a character that is not valid Unicode text ({exc.reason} at position "
+                        f"{exc.start}, e.g. a lone surrogate). Use plain UTF-8 text.") from None
 
 
 def load_task(path: str | Path) -> Task:
@@ -124,6 +147,10 @@ def task_images(task: Task, *, limit_per_class: int | None = None, seed: int = 0
     """List the images of a task folder (``<root>/<class>/<image>``), optionally a seeded subset per class."""
     if task.root is None:
         raise TaskError(f"task {task.name!r} was not loaded from a folder, so it has no images. Pass the task folder.")
+    if limit_per_class is not None and (isinstance(limit_per_class, bool) or not isinstance(limit_per_class, int)
+                                        or limit_per_class < 1):
+        raise TaskError(f"the limit of images per class must be a whole number >= 1 (got {limit_per_class!r}); "
+                        "omit it to use every image.")
     ids, paths, labels = [], [], []
     for ci, c in enumerate(task.classes):
         d = task.root / c

@@ -74,19 +74,45 @@ def _config(args) -> dict:
     return cfg
 
 
+def _writable_file(arg: str, option: str) -> Path:
+    """``arg`` as an output file path, or a one-line error if it names a folder or an unwritable place."""
+    from ..errors import DataError
+
+    p = Path(arg)
+    if p.is_dir():
+        raise DataError(f"{option} {arg} is a folder. Name a file inside it, e.g. {p / 'out.png'}.")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK) or str(p.resolve()).startswith(("/proc/", "/sys/")):
+        raise DataError(f"{option} {arg}: cannot write there ({parent} is not a writable folder). Choose another path.")
+    return p
+
+
+def _write_plot(arg: str, png: bytes) -> None:
+    from ..errors import DataError
+    from ..storage.atomic import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(_writable_file(arg, "--plot"), png)
+    except OSError as exc:
+        raise DataError(f"--plot {arg}: cannot write the file ({exc.strerror or exc}). Choose another path.") from None
+    print(f"wrote {arg}", file=sys.stderr)
+
+
 def cmd_label(args) -> int:
-    hub = _hub(args)
-    samples = [s for s in args.samples.split(",") if s] if args.samples else None
-    graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
-    print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
-          f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
     from ..concepts.renditions import Rendition
     from ..errors import ConfigError
 
+    hub = _hub(args)
+    samples = [s for s in args.samples.split(",") if s] if args.samples else None
     rends = [r for r in args.renditions.split(",") if r]
     bad = [r for r in rends if r not in {x.value for x in Rendition}]
-    if bad:
+    if bad:  # checked before the graph is built: nothing is written for a bad option
         raise ConfigError(f"unknown rendition(s) {bad}; use any of {[x.value for x in Rendition]}.")
+    graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
+    print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
+          f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
     report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends)
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -100,22 +126,34 @@ def cmd_label(args) -> int:
 
 
 def cmd_select(args) -> int:
+    from ..selection.config import SelectionConfig
+
     hub = _hub(args)
     task = _task(args.task, hub.settings)
-    sel = hub.select(task, k=args.k, **_config(args))
+    cfg = _config(args)
+    sc = SelectionConfig(k=args.k, alpha=cfg.get("alpha"), k_nodes=cfg.get("k_nodes"), metric=cfg.get("metric"))
+    if args.plot:
+        _writable_file(args.plot, "--plot")
+    sel = hub.select(task, k=sc, **cfg)
     if args.plot:
         from ..selection.plots import selection_heatmap_png
-        from ..storage.atomic import atomic_write_bytes
 
-        atomic_write_bytes(Path(args.plot), selection_heatmap_png(sel))
-        print(f"wrote {args.plot}", file=sys.stderr)
+        _write_plot(args.plot, selection_heatmap_png(sel))
     print(json.dumps(sel.to_dict(), indent=1) if args.json else sel.format())
     return 0
 
 
 def cmd_predict(args) -> int:
+    from ..selection.config import SelectionConfig, check_int
+
     hub = _hub(args)
     task = _task(args.task, hub.settings)
+    cfg = _config(args)
+    SelectionConfig(k=args.k, alpha=cfg.get("alpha"), k_nodes=cfg.get("k_nodes"), metric=cfg.get("metric"),
+                    weighting=args.weighting)
+    check_int("--batch-size", args.batch_size, 1, 100_000)
+    if args.out:
+        _writable_file(args.out, "--out")
     if args.out:
         from ..models.imaging import image_files
         from ..reuse.batch import BatchPredictor
@@ -146,6 +184,10 @@ def cmd_evaluate(args) -> int:
 
     hub = _hub(args)
     task = _task(args.task_dir, hub.settings)
+    if args.limit_per_class is not None and args.limit_per_class < 1:
+        raise TaskError(f"--limit-per-class must be a whole number >= 1 (got {args.limit_per_class}); omit it to use every image.")
+    if args.plot:
+        _writable_file(args.plot, "--plot")
     if task.root is None:
         raise TaskError(f"{args.task_dir} is a task file without images; evaluate needs a task folder (ImageFolder + dataset.json).")
     selector = hub.selector(**_config(args))  # fails early, with the fix, if labels are missing
@@ -153,11 +195,9 @@ def cmd_evaluate(args) -> int:
                         limit_per_class=args.limit_per_class, progress=not args.quiet)
     if args.plot:
         from ..selection.plots import selection_vs_truth_png
-        from ..storage.atomic import atomic_write_bytes
 
         key = max(res.selection_objects, key=lambda s: int(s[1:]))
-        atomic_write_bytes(Path(args.plot), selection_vs_truth_png(res.selection_objects[key], res.per_class))
-        print(f"wrote {args.plot}", file=sys.stderr)
+        _write_plot(args.plot, selection_vs_truth_png(res.selection_objects[key], res.per_class))
     print(json.dumps(res.to_dict(detail=args.detail), indent=1) if args.json else res.format())
     return 0
 

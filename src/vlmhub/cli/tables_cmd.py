@@ -81,6 +81,10 @@ def cmd_rank_models(args: argparse.Namespace) -> int:
     """Rank a table's models for a new task described only by a task JSON file."""
     from ..tables import DEFAULT_SELECTOR, get_selector, load_table, load_task_json
 
+    from ..errors import TableError
+
+    if args.top is not None and args.top < 1:
+        raise TableError(f"--top must be a whole number >= 1 (got {args.top}); omit it to list every model.")
     task = load_task_json(args.task)
     table = load_table(args.table, data_dir=_data_dir(args))
     name = args.selector or DEFAULT_SELECTOR
@@ -88,7 +92,7 @@ def cmd_rank_models(args: argparse.Namespace) -> int:
     # the selectors refuse what they cannot do (INB without an ImageNet column, ModelGPT without the
     # task's per-model features) with a TableError that names the fix
     ranked = get_selector(name, embedder=args.embedder).fit(table).rank(task)
-    if args.top:
+    if args.top is not None:
         ranked = ranked[: args.top]
     if args.json:
         json.dump({"task": task.name, "table": table.name, "selector": name, "models": [{"id": i, "score": s} for i, s in ranked]}, sys.stdout, indent=1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import DataError, LabelError, NotLabeledError
+from ..errors import ConfigError, DataError, LabelError, NotLabeledError
 from ..settings import Settings, get_settings
 from ..storage.atomic import atomic_write_json, read_json
 from .samples import ConceptSampleSet
@@ -97,6 +97,8 @@ def build_graph(sample_sets: Sequence[ConceptSampleSet], settings: Settings | No
 
     if not sample_sets:
         raise DataError("no concept-sample sets given. Name at least one folder of <wnid>/<image> files.")
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or not 1 <= max_images <= 1_000_000:
+        raise DataError(f"max_images (images per graph node) must be a whole number from 1 to 1000000 (got {max_images!r}).")
     wn = get_wordnet(settings or get_settings())
     own: dict[str, list[str]] = {}
     paths: dict[str, str] = {}
@@ -127,13 +129,23 @@ def build_graph(sample_sets: Sequence[ConceptSampleSet], settings: Settings | No
         else:
             cand = pool[wnid]
         chosen = sorted(cand, key=lambda i: _rank(wnid, i))[:max_images]
-        nodes.append(Node(wnid, synset_name(s), synset_caption(s), tuple(sorted(parents.get(wnid, ()))), tuple(sorted(chosen)), wnid in own))
+        try:
+            name, caption = synset_name(s), synset_caption(s)
+        except (AttributeError, IndexError, ValueError, KeyError) as exc:  # a damaged data.noun
+            raise ConfigError(f"the WordNet copy at {getattr(wn, 'root', '?')} is damaged ({type(exc).__name__} reading "
+                              f"synset {wnid}). Delete that folder; vlmhub rebuilds it on the next run.") from None
+        nodes.append(Node(wnid, name, caption, tuple(sorted(parents.get(wnid, ()))), tuple(sorted(chosen)), wnid in own))
+    if not paths or not any(n.images for n in nodes):
+        raise DataError("the concept-sample sets contain no images, so the semantic graph would be empty. "
+                        "Put images in the <wnid> folders.")
     return SemanticGraph(tuple(nodes), paths, tuple(s.name for s in sample_sets), max_images)
 
 
 def save_graph(graph: SemanticGraph, settings: Settings | None = None, *, make_current: bool = True) -> Path:
     """Store the graph as ``graphs/<version>.json`` (atomic) and, by default, point ``graphs/current.json`` at it."""
     settings = settings or get_settings()
+    if make_current and not any(n.images for n in graph.nodes):
+        raise DataError("refusing to make an empty semantic graph (no sample images) the hub's current graph.")
     path = settings.graphs_dir / f"{graph.version}.json"
     if not path.is_file():
         atomic_write_json(path, graph.to_dict())

@@ -125,7 +125,7 @@ def evaluate_task(
     selections, objects = {}, {}
     t1 = time.perf_counter()
     for k in ks:
-        sel = selector.select(task, k=k)
+        sel = selector.select(task, k=min(k, len(selector.model_ids_)))  # MLL_k3 on a 2-model hub = all models
         scores = ensemble_scores({m: probs[m] for m in sel.used_models()}, [sel.members(c) for c in range(C)], weighting)
         acc[f"MLL_k{k}"] = accuracy(scores.argmax(1), labels)
         selections[f"k{k}"] = sel.to_dict()

@@ -114,14 +114,10 @@ class MLLConfig:
     fast_L: int = 64
 
     def __post_init__(self) -> None:
-        if self.k_models < 1:
-            raise TaskError(f"k must be at least 1 (got {self.k_models}).")
-        if not 0 <= self.alpha <= 1:
-            raise TaskError(f"alpha must lie in [0, 1] (got {self.alpha}).")
-        if self.k_nodes < 1:
-            raise TaskError(f"the number of nodes per class must be at least 1 (got {self.k_nodes}).")
-        if self.metric not in ("precision", "f1"):
-            raise TaskError(f"metric must be 'precision' (Eq. 5) or 'f1' (got {self.metric!r}).")
+        from .config import SelectionConfig
+
+        # one validation of the ranges (k, alpha, nodes, metric) for every entry point
+        SelectionConfig(k=self.k_models, alpha=self.alpha, k_nodes=self.k_nodes, metric=self.metric)
         from ..concepts.renditions import Rendition
 
         if self.rendition != "auto" and self.rendition not in {r.value for r in Rendition}:
@@ -302,8 +298,14 @@ class MLLSelector:
 
     def select(self, task: Task, k: int | None = None) -> Selection:
         """Rank every model for every class of ``task`` (Eq. 5-7) and keep the top ``k`` per class."""
+        from .config import SelectionConfig
+
         t0 = time.perf_counter()
-        k = k or self.config.k_models
+        self._check_fitted()
+        if k is None:  # the configured default is clamped to the hub's size; an explicit k is refused beyond it
+            k = min(self.config.k_models, len(self.model_ids_))
+        # k=0 is an error, not "the default"; k above the number of models is refused with the range
+        SelectionConfig(k=k).check_against(len(self.model_ids_), len(self.graph_), k_nodes=self.config.k_nodes)
         est = self.estimate(task)
         r, p, sims = est["r"], est["p"], est["sims"]
         classes = []
@@ -315,5 +317,5 @@ class MLLSelector:
             top_nodes = top[c] if top is not None else np.argsort(-sims[c], kind="stable")[: self.config.k_nodes]
             nodes = tuple((self.graph_.nodes[v].id, self.graph_.nodes[v].name, float(sims[c, v])) for v in top_nodes)
             classes.append(ClassSelection(name, ranked, nodes, tuple(est["captions"][c])))
-        return Selection(task, self.model_ids_, tuple(classes), min(k, len(self.model_ids_)), self.config, r, p,
+        return Selection(task, self.model_ids_, tuple(classes), k, self.config, r, p,
                          self.graph_.version, time.perf_counter() - t0)

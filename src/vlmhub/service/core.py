@@ -226,5 +226,6 @@ class VlmhubService:
 
 
 def _check_k(k: Any) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise TaskError(f"k must be a whole number >= 1 (got {k!r}).")
+    from ..selection.config import SelectionConfig
+
+    SelectionConfig(k=k)  # the library's one range check (the hub's size is checked at selection)

@@ -73,6 +73,8 @@ def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{what} not found: {path}. Check the path.") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}). Save it as UTF-8 JSON.") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc}") from None
     try:
