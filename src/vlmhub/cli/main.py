@@ -110,6 +110,7 @@ def cmd_label(args) -> int:
     bad = [r for r in rends if r not in {x.value for x in Rendition}]
     if bad:  # checked before the graph is built: nothing is written for a bad option
         raise ConfigError(f"unknown rendition(s) {bad}; use any of {[x.value for x in Rendition]}.")
+    hub.model_ids  # unknown model ids fail here, before the graph is built
     graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
     print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
           f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
@@ -184,6 +185,11 @@ def cmd_evaluate(args) -> int:
 
     hub = _hub(args)
     task = _task(args.task_dir, hub.settings)
+    from ..selection.config import SelectionConfig
+
+    cfg = _config(args)
+    SelectionConfig(k=args.k, alpha=cfg.get("alpha"), k_nodes=cfg.get("k_nodes"), metric=cfg.get("metric"),
+                    weighting=args.weighting)
     if args.limit_per_class is not None and args.limit_per_class < 1:
         raise TaskError(f"--limit-per-class must be a whole number >= 1 (got {args.limit_per_class}); omit it to use every image.")
     if args.plot:

@@ -112,9 +112,15 @@ def build_graph(sample_sets: Sequence[ConceptSampleSet], settings: Settings | No
     pool: dict[str, set[str]] = {}
     for wnid, imgs in own.items():
         try:
-            s = synset_from_wnid(wn, wnid)
+            import warnings
+
+            with warnings.catch_warnings():  # "No WordNet synset found ...": reported below as one line
+                warnings.simplefilter("ignore", UserWarning)
+                s = synset_from_wnid(wn, wnid)
         except Exception:  # noqa: BLE001 - nltk raises various errors on unknown offsets
-            raise DataError(f"{wnid} is not a WordNet 3.0 noun synset; rename or remove that concept folder.") from None
+            s = None
+        if s is None:  # nltk returns None for some unknown offsets instead of raising
+            raise DataError(f"{wnid} is not a WordNet 3.0 noun synset; rename or remove that concept folder.")
         for path in s.hypernym_paths():
             for a in path:
                 synsets.setdefault(wnid_of(a), a)
