@@ -222,3 +222,123 @@ def test_bad_http_request_is_refused_cleanly(env, client, endpoint, body):
     else:
         assert d.get("detail")
     assert snapshot(home) == before
+
+
+# -- targeted regressions (issue 10 items 3, 4, 5, 8, 9) ----------------------------------------------
+
+
+def test_label_max_images_zero_never_switches_the_current_graph(settings, color_data, capsys):
+    """Item 3: --max-images 0 / -1 used to build an empty graph and make it current, breaking every select."""
+    for bad in ("0", "-1"):
+        code = main(["--home", str(settings.home), "label", "--models", "toy-a", "--samples", str(color_data["samples"]),
+                     "--max-images", bad, "-q"])
+        err = capsys.readouterr().err
+        assert code == 2 and "max_images" in err and "from 1 to" in err
+    assert not (settings.graphs_dir / "current.json").exists()
+
+
+def test_save_graph_refuses_an_empty_graph(settings):
+    from vlmhub.concepts.graph import Node, SemanticGraph, save_graph
+    from vlmhub.errors import DataError
+
+    empty = SemanticGraph((Node("n04962784", "red", "red, which is red", (), (), True),), {})
+    with pytest.raises(DataError, match="empty semantic graph"):
+        save_graph(empty, settings)
+    assert not (settings.graphs_dir / "current.json").exists()
+
+
+@pytest.mark.parametrize("k, message", [(0, "k must be from 1 to"), (-1, "from 1 to"), (4, "from 1 to 3"),
+                                        (10**9, "from 1 to 10000"), (2.5, "whole number"), (True, "whole number")])
+def test_python_api_enforces_the_k_range(env, k, message):
+    """Item 4: k=0 silently meant 3 and k=-1 'all models but one'; explicit k above the hub's size is refused."""
+    from vlmhub.errors import SelectionError
+    from vlmhub.tasks import Task
+
+    with pytest.raises(SelectionError, match=message):
+        env["hub"].select(Task.from_dict(TASK), k=k)
+    with pytest.raises(SelectionError, match=message):
+        env["hub"].selector().select(Task.from_dict(TASK), k=k)
+
+
+def test_selection_config_is_frozen_and_validated():
+    import dataclasses
+
+    from vlmhub.errors import SelectionError, TaskError
+    from vlmhub.selection.config import SelectionConfig
+
+    c = SelectionConfig(k=2, alpha=1, k_nodes=4, metric="f1", weighting="uniform")
+    assert c.alpha == 1.0 and c.overrides() == {"alpha": 1.0, "k_nodes": 4, "metric": "f1"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.k = 0  # type: ignore[misc]
+    for bad in ({"k": 0}, {"k_nodes": 10**6}, {"alpha": float("nan")}, {"metric": "recall"}, {"weighting": "max"}):
+        with pytest.raises(SelectionError):
+            SelectionConfig(**bad)
+    assert issubclass(SelectionError, TaskError) and issubclass(SelectionError, ValueError)
+    with pytest.raises(SelectionError, match="from 1 to 3"):
+        SelectionConfig(k=4).check_against(3)
+    with pytest.raises(SelectionError, match="nodes must be from 1 to 13"):
+        SelectionConfig(k_nodes=14).check_against(3, 13)
+
+
+def test_nodes_above_the_graph_size_is_refused(env):
+    from vlmhub.errors import SelectionError
+    from vlmhub.tasks import Task
+
+    with pytest.raises(SelectionError, match="nodes must be from 1 to"):
+        env["hub"].select(Task.from_dict(TASK), k=1, k_nodes=5000)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("domain", 7, "domain"), ("domain", ["x"], "domain"), ("task", 3, "task"), ("captions", ["x"], "captions"),
+    ("captions", "x", "captions"), ("classes", ["red", "gr\ud800"], "not valid Unicode"),
+    ("name", "t\udfff", "not valid Unicode"), ("domain", "\ud800", "not valid Unicode"),
+])
+def test_task_fields_are_type_checked(tmp_path, field, value, message):
+    """Items 5, 8, 9: wrong-typed or unencodable task fields are a TaskError, never a later traceback."""
+    from vlmhub.errors import TaskError
+    from vlmhub.tasks import Task, load_task
+
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps({**TASK, field: value}))
+    with pytest.raises(TaskError, match=message):
+        load_task(f)
+    with pytest.raises(TaskError, match=message):
+        Task.from_dict({**TASK, field: value})
+
+
+def test_non_utf8_task_file_is_a_task_error(tmp_path):
+    from vlmhub.errors import TaskError
+    from vlmhub.tasks import load_task
+
+    f = tmp_path / "t.json"
+    f.write_bytes(json.dumps({**TASK, "name": "caf\u00e9"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(TaskError, match="not UTF-8"):
+        load_task(f)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5])
+def test_limit_per_class_range(color_data, limit):
+    from vlmhub.errors import TaskError
+    from vlmhub.tasks import load_task, task_images
+
+    with pytest.raises(TaskError, match="limit of images per class"):
+        task_images(load_task(color_data["task"]), limit_per_class=limit)
+
+
+def test_truncated_wordnet_is_a_config_error(settings, color_data, tmp_path, wordnet_dir):
+    """Item 8: a truncated data.noun gave AttributeError on `definition`."""
+    import dataclasses
+    import shutil
+
+    from vlmhub.concepts.graph import build_graph
+    from vlmhub.concepts.samples import scan_sample_set
+    from vlmhub.errors import VlmhubError
+
+    wn = tmp_path / "wn"
+    shutil.copytree(wordnet_dir, wn)
+    data = wn / "corpora" / "wordnet" / "data.noun"
+    raw = data.read_bytes()
+    data.write_bytes(raw[: 4962784 + 40])  # offsets are byte positions: cut inside the line of "red" (n04962784)
+    s = dataclasses.replace(settings, wordnet_dir=wn)
+    with pytest.raises(VlmhubError):
+        build_graph([scan_sample_set(color_data["samples"])], s)
