@@ -49,3 +49,66 @@ def test_feature_cache_is_keyed_by_content_not_folder_name(settings, tmp_path):
     from vlmhub.storage import EmbeddingTable
 
     assert len(EmbeddingTable(tables[0])) == 3  # the two folders hold the same three swatches, shuffled
+
+
+def _shard_rows(table_dir: Path) -> int:
+    return sum(s["count"] for s in json.loads((table_dir / "index.json").read_text())["shards"])
+
+
+def test_concurrent_label_runs_store_each_row_once(settings, color_data):
+    """Item 13: two concurrent label runs of one model: the second waits, then skips; every image id stored once."""
+    import threading
+    import time
+
+    from vlmhub.hub import Hub
+    from vlmhub.labeling.labeler import label_models
+    from vlmhub.models.registry import create_model
+
+    hub = Hub(settings, model_ids=["toy-a"])
+    graph = hub.build_graph([color_data["samples"]])
+    n_images = len(graph.image_ids())
+    featurized, count_lock = [], threading.Lock()
+    start = threading.Barrier(2)
+    reports, errors = [], []
+
+    def run():
+        model = create_model("toy-a", settings)
+        inner = model.image_features
+
+        def slow(pixels):
+            time.sleep(0.05)  # long enough for the two runs to overlap
+            with count_lock:
+                featurized.append(pixels.shape[0])
+            return inner(pixels)
+
+        model.image_features = slow
+        start.wait()
+        try:
+            reports.append(label_models([model], graph, settings, batch_size=4, progress=False))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert sum(featurized) == n_images  # the trunk ran once per image, not once per run
+    lab = settings.labels_dir / "toy-a"
+    assert _shard_rows(lab / "images") == n_images
+    assert _shard_rows(lab / "captions") == len(set(graph.captions()))
+    assert sorted(len(r.skipped) for r in reports) == [0, 1]
+
+
+def test_embedding_table_append_skips_stored_ids(tmp_path):
+    """Item 13: a writer with a stale view appending ids another writer stored meanwhile stores nothing twice."""
+    from vlmhub.storage import EmbeddingTable
+
+    a, b = EmbeddingTable(tmp_path / "t"), EmbeddingTable(tmp_path / "t")
+    assert b.missing(["x", "y"]) == ["x", "y"]  # b's view: nothing stored yet
+    a.append(["x", "y"], np.ones((2, 3), np.float32))
+    b.append(["x", "y", "z"], np.zeros((3, 3), np.float32))
+    assert _shard_rows(tmp_path / "t") == 3
+    t = EmbeddingTable(tmp_path / "t")
+    np.testing.assert_array_equal(t.get(["x", "z"]), [[1, 1, 1], [0, 0, 0]])  # the first stored row is kept
