@@ -112,3 +112,18 @@ def test_embedding_table_append_skips_stored_ids(tmp_path):
     assert _shard_rows(tmp_path / "t") == 3
     t = EmbeddingTable(tmp_path / "t")
     np.testing.assert_array_equal(t.get(["x", "z"]), [[1, 1, 1], [0, 0, 0]])  # the first stored row is kept
+
+
+def test_label_force_relabels_and_keeps_one_copy(settings, color_data):
+    """Item 13: --force under the lock clears the label (not the lock file) and stores every row once again."""
+    from vlmhub.hub import Hub
+    from vlmhub.labeling.labeler import LABELING_LOCK
+
+    hub = Hub(settings, model_ids=["toy-a"])
+    first = hub.label(sample_sets=[color_data["samples"]], progress=False)
+    n = first.new_images["toy-a"]
+    again = hub.label(sample_sets=[color_data["samples"]], progress=False, force=True)
+    assert again.new_images["toy-a"] == n and not again.skipped
+    lab = settings.labels_dir / "toy-a"
+    assert (lab / LABELING_LOCK).exists() and _shard_rows(lab / "images") == n
+    assert hub.label(sample_sets=[color_data["samples"]], progress=False).skipped == ["toy-a"]
