@@ -127,3 +127,60 @@ def test_label_force_relabels_and_keeps_one_copy(settings, color_data):
     lab = settings.labels_dir / "toy-a"
     assert (lab / LABELING_LOCK).exists() and _shard_rows(lab / "images") == n
     assert hub.label(sample_sets=[color_data["samples"]], progress=False).skipped == ["toy-a"]
+
+
+@pytest.fixture
+def predictor(toy_hub, color_data):
+    from vlmhub.reuse import BatchPredictor
+    from vlmhub.tasks import load_task
+
+    return BatchPredictor(load_task(color_data["task"]), hub=toy_hub, k=2)
+
+
+def _task_files(color_data, per_class=2):
+    return [f for c in ["red", "orange", "yellow", "green", "blue", "purple"] for f in sorted((color_data["task"] / c).iterdir())[:per_class]]
+
+
+def _die(done, total):
+    raise KeyboardInterrupt
+
+
+def test_stale_partial_manifest_after_a_finished_run_is_ignored(predictor, color_data, tmp_path):
+    """Item 14: a .partial.json left by a run killed after it finished is no 'unfinished run' to refuse."""
+    from vlmhub.reuse import predict_to_csv
+
+    files = _task_files(color_data)
+    out = tmp_path / "p.csv"
+    manifest = tmp_path / "p.csv.partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_csv(predictor, files, out, batch_size=4, progress=False, on_batch=_die)
+    saved = manifest.read_bytes()
+    predict_to_csv(predictor, files, out, batch_size=4, progress=False)
+    manifest.write_bytes(saved)  # as if killed between the rename of the rows and the removal of the manifest
+    rep = predict_to_csv(predictor, files[:-1], out, batch_size=4, progress=False)  # other inputs: a new run
+    assert (rep.images, rep.resumed) == (len(files) - 1, 0)
+    assert len(out.read_text().splitlines()) == len(files) and not manifest.exists()
+
+
+@pytest.mark.parametrize("column, value, what", [(1, "violet", "class 'violet'"), (2, "7.5", "confidence '7.5'"),
+                                                 (2, "high", "confidence 'high'")])
+def test_resumed_rows_are_validated_against_the_task(predictor, color_data, tmp_path, column, value, what):
+    """Item 14: a done row whose class (or confidence) was edited is refused on resume, naming the row and --restart."""
+    import csv
+
+    from vlmhub.errors import DataError
+    from vlmhub.reuse import predict_to_csv
+
+    files = _task_files(color_data)
+    out = tmp_path / "p.csv"
+    partial = tmp_path / "p.csv.partial"
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_csv(predictor, files, out, batch_size=4, progress=False, on_batch=_die)
+    rows = list(csv.reader(partial.open(newline="", encoding="utf-8")))
+    rows[3][column] = value
+    with partial.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(DataError, match=rf"row 4 has {what}.*--restart"):
+        predict_to_csv(predictor, files, out, batch_size=4, progress=False)
+    rep = predict_to_csv(predictor, files, out, batch_size=4, progress=False, restart=True)
+    assert rep.resumed == 0 and value not in out.read_text()
