@@ -184,3 +184,92 @@ def test_resumed_rows_are_validated_against_the_task(predictor, color_data, tmp_
         predict_to_csv(predictor, files, out, batch_size=4, progress=False)
     rep = predict_to_csv(predictor, files, out, batch_size=4, progress=False, restart=True)
     assert rep.resumed == 0 and value not in out.read_text()
+
+
+# -- item 15: the default zero-shot admission check -----------------------------------------------------------------
+class _BlindToy:
+    """Factories of toy colour models whose image embeddings carry no colour: constant, or a fixed random map."""
+
+    @staticmethod
+    def build(kind: str, spec):
+        import torch
+
+        from vlmhub.models.base import l2_normalize
+        from vlmhub.models.toy import ToyColorModel
+
+        class Constant(ToyColorModel):
+            def project_image(self, features):
+                return l2_normalize(np.ones((np.asarray(features).shape[0], 6), np.float32))
+
+        class Random(ToyColorModel):  # like a randomly initialised CLIP: deterministic, normalised, meaningless
+            w = torch.randn(3, 6, generator=torch.Generator().manual_seed(3))
+
+            def project_image(self, features):
+                return l2_normalize(np.asarray(torch.sin(7 * torch.as_tensor(features) @ self.w) + 1.5, np.float32))
+
+        return {"good": ToyColorModel, "constant": Constant, "random": Random}[kind](spec)
+
+
+@pytest.fixture
+def toy_adds(settings, monkeypatch):
+    """``add_model("hf:/toy/<kind>")`` builds a toy colour model of that kind; registry entries are removed after."""
+    import dataclasses
+
+    from vlmhub.models import registry, user_hub
+    from vlmhub.models.adapters import parse_source
+    from vlmhub.models.toy import TOY_MODELS
+
+    def build(source, *, spec=None, model_id=None, settings=None):
+        src = parse_source(source)
+        spec = spec or dataclasses.replace(TOY_MODELS[0], id=model_id or src.default_id(), tags=("user",),
+                                           config=TOY_MODELS[0].config + (("source", src.source), ("adapter", "hf")))
+        return _BlindToy.build(Path(src.location).name, spec)
+
+    monkeypatch.setattr(user_hub, "build_from_source", build)
+    before = dict(registry._REGISTRY)
+    yield settings
+    for k in set(registry._REGISTRY) - set(before):
+        registry.unregister_model(k)
+    registry._REGISTRY.update(before)
+
+
+@pytest.mark.parametrize("kind", ["constant", "random"])
+def test_model_that_cannot_classify_is_refused_by_default(toy_adds, kind):
+    """Item 15: every label-free check passes, yet the default zero-shot check refuses it, saying why."""
+    from vlmhub.errors import ModelCheckError
+    from vlmhub.models import user_hub
+
+    with pytest.raises(ModelCheckError) as info:
+        user_hub.add_model(f"hf:/toy/{kind}", model_id=f"bad-{kind}", settings=toy_adds)
+    assert [r.name for r in info.value.report.failures] == ["zero_shot_sanity"]
+    msg = str(info.value)
+    assert "zero_shot_sanity (colour top-1 accuracy" in msg and "binomial p" in msg and "--no-zero-shot-check" in msg
+    assert user_hub.list_user_models(toy_adds) == []
+    # the skip flag lets it in, and the CLI says what it skipped
+    spec = user_hub.add_model(f"hf:/toy/{kind}", model_id=f"bad-{kind}", settings=toy_adds, zero_shot_check=False)
+    assert [m.id for m in user_hub.list_user_models(toy_adds)] == [spec.id]
+
+
+def test_good_toy_model_passes_the_default_zero_shot_check(toy_adds, capsys):
+    """Item 15: a model that sees colours is admitted with the zero-shot check on; the CLI flag skips only that check."""
+    import argparse
+
+    from vlmhub.cli.models_cmd import register
+    from vlmhub.models import user_hub
+
+    def cli(argv):
+        parser = argparse.ArgumentParser(prog="vlmhub")
+        register(parser.add_subparsers(dest="command"))
+        args = parser.parse_args(argv)
+        args.settings = toy_adds
+        return args.func(args)
+
+    assert cli(["models", "add", "hf:/toy/good", "--id", "good-toy"]) == 0
+    assert "checks passed" in capsys.readouterr().out
+    from vlmhub.errors import ModelCheckError
+
+    with pytest.raises(ModelCheckError, match="zero_shot_sanity"):
+        cli(["models", "add", "hf:/toy/random", "--id", "rnd"])
+    assert cli(["models", "add", "hf:/toy/random", "--id", "rnd", "--no-zero-shot-check"]) == 0
+    assert "zero-shot check skipped" in capsys.readouterr().out
+    assert sorted(m.id for m in user_hub.list_user_models(toy_adds)) == ["good-toy", "rnd"]
