@@ -131,7 +131,7 @@ def test_hf_clip_added_checked_and_matches_transformers(hub, hf_dirs):
     import transformers
 
     d = hf_dirs["clip"]
-    spec = user_hub.add_model("hf:" + str(d), settings=hub)
+    spec = user_hub.add_model("hf:" + str(d), settings=hub, zero_shot_check=False)
     assert spec.id == "hf-tiny-clip" and spec.family == "clip" and spec.embed_dim == 16 and spec.image_size == 32
     assert spec.cfg("source") == f"hf:{d}" and spec.cfg("adapter") == "hf" and spec.params_m and spec.params_m > 0
     entry = json.loads((Path(hub.home) / "models.json").read_text())["models"][0]
@@ -155,11 +155,21 @@ def test_hf_clip_added_checked_and_matches_transformers(hub, hf_dirs):
     assert model.encode_text([]).shape == (0, 16)
 
 
+def test_randomly_initialised_hf_clip_is_refused_by_default(hub, hf_dirs):
+    """Issue 10 item 15: a random-weight CLIP passes every label-free check; the default zero-shot check refuses it."""
+    from vlmhub.errors import ModelCheckError
+
+    with pytest.raises(ModelCheckError, match=r"zero_shot_sanity \(colour top-1 accuracy .*binomial p.*--no-zero-shot-check") as info:
+        user_hub.add_model("hf:" + str(hf_dirs["clip"]), model_id="random-clip", settings=hub)
+    assert [r.name for r in info.value.report.failures] == ["zero_shot_sanity"]
+    assert not (Path(hub.home) / "models.json").exists()
+
+
 def test_hf_siglip_padding_scale_and_bias(hub, hf_dirs):
     import transformers
 
     d = hf_dirs["siglip"]
-    spec = user_hub.add_model("hf:" + str(d), model_id="tiny-siglip", settings=hub)
+    spec = user_hub.add_model("hf:" + str(d), model_id="tiny-siglip", settings=hub, zero_shot_check=False)
     assert spec.family == "siglip" and spec.embed_dim == 32
     model = registry.create_model("tiny-siglip", hub)
     assert model.logit_scale == pytest.approx(10.0, rel=1e-5) and model.logit_bias == pytest.approx(-5.0)
@@ -313,7 +323,7 @@ class TestOpenClip:
     def test_checkpoint_added_checked_and_matches_open_clip(self, hub, tmp_path):
         open_clip = _open_clip()
         cfg_path, ckpt, ref = _save_tiny_open_clip(open_clip, tmp_path, "VlmhubTinyClip", _tiny_open_clip_cfg())
-        spec = user_hub.add_model(f"open_clip:{cfg_path}@{ckpt}", settings=hub)
+        spec = user_hub.add_model(f"open_clip:{cfg_path}@{ckpt}", settings=hub, zero_shot_check=False)
         assert spec.id == "openclip-vlmhubtinyclip-vlmhubtinyclip" and spec.family == "clip"
         assert spec.embed_dim == 16 and spec.image_size == 32 and spec.backbone == "VlmhubTinyClip"
         assert spec.cfg("source") == f"open_clip:{cfg_path}@{ckpt}" and spec.cfg("adapter") == "open_clip"
@@ -339,7 +349,7 @@ class TestOpenClip:
     def test_siglip_type_model_exposes_logit_bias(self, hub, tmp_path):
         open_clip = _open_clip()
         cfg_path, ckpt, _ = _save_tiny_open_clip(open_clip, tmp_path, "VlmhubTinySigmoid", _tiny_open_clip_cfg(logit_bias=-10.0))
-        spec = user_hub.add_model(f"open_clip:{cfg_path}@{ckpt}", model_id="oc-siglip", settings=hub)
+        spec = user_hub.add_model(f"open_clip:{cfg_path}@{ckpt}", model_id="oc-siglip", settings=hub, zero_shot_check=False)
         model = registry.create_model("oc-siglip", hub)
         assert spec.family == "siglip" and model.logit_bias == pytest.approx(-10.0)
 
@@ -351,7 +361,7 @@ class TestOpenClip:
         d.mkdir()
         (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
         torch.save(ref.state_dict(), d / "open_clip_pytorch_model.bin")
-        spec = user_hub.add_model(f"open_clip:local-dir:{d}", settings=hub)
+        spec = user_hub.add_model(f"open_clip:local-dir:{d}", settings=hub, zero_shot_check=False)
         model = registry.create_model(spec.id, hub)
         with torch.no_grad():
             ref_txt = _norm(ref.encode_text(open_clip.get_tokenizer("VlmhubTinyClipDir")(TEXTS)))
@@ -362,7 +372,7 @@ class TestOpenClip:
         _, ckpt, _ = _save_tiny_open_clip(open_clip, tmp_path / "a", "VlmhubTinyA", _tiny_open_clip_cfg(width=32))
         cfg_b, _, _ = _save_tiny_open_clip(open_clip, tmp_path / "b", "VlmhubTinyB", _tiny_open_clip_cfg(width=64))
         with pytest.raises(ConfigError, match="does not match the architecture"):
-            user_hub.add_model(f"open_clip:{cfg_b}@{ckpt}", settings=hub)
+            user_hub.add_model(f"open_clip:{cfg_b}@{ckpt}", settings=hub, zero_shot_check=False)
         with pytest.raises(ConfigError, match="unknown open_clip architecture 'NoSuchArch'"):
-            user_hub.add_model(f"open_clip:NoSuchArch@{ckpt}", settings=hub)
+            user_hub.add_model(f"open_clip:NoSuchArch@{ckpt}", settings=hub, zero_shot_check=False)
         assert not (Path(hub.home) / "models.json").exists()

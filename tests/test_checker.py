@@ -168,7 +168,7 @@ def test_memory_budget():
 
 def test_zero_shot_sanity_is_optional_and_reported():
     assert "zero_shot_sanity" not in [r.name for r in check_model(TinyModel()).results]
-    r = check_model(TinyModel(), budget=CheckBudget(zero_shot=True, zero_shot_min_accuracy=0.0)).result("zero_shot_sanity")
+    r = check_model(TinyModel(), budget=CheckBudget(zero_shot=True, zero_shot_min_accuracy=0.0, zero_shot_max_p=1.0)).result("zero_shot_sanity")
     assert r.passed and "accuracy" in r.detail
     r = check_model(TinyModel(), budget=CheckBudget(zero_shot=True, zero_shot_min_accuracy=1.01)).result("zero_shot_sanity")
     assert not r.passed

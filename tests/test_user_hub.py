@@ -19,7 +19,7 @@ from vlmhub.errors import ConfigError, ModelCheckError, UnknownModelError, Vlmhu
 from vlmhub.models import registry, user_hub
 from vlmhub.models.adapters import HFSource, OpenClipSource, parse_source
 from vlmhub.models.base import ModelSpec, ZeroShotModel, l2_normalize
-from vlmhub.models.checker import CheckReport
+from vlmhub.models.checker import COLOURS, CheckReport
 from vlmhub.models.text import HashingEmbedder
 from vlmhub.settings import Settings
 
@@ -27,23 +27,30 @@ DIM = 12
 
 
 class TinyModel(ZeroShotModel):
-    """Deterministic tiny model standing in for a loaded adapter model."""
+    """Deterministic tiny model standing in for a loaded adapter model.
+
+    It sees colours (the first 6 dimensions: closeness of the mean colour to the checker's colours, and the
+    colour words of a text), so it passes the default zero-shot sanity check like a real CLIP would."""
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self.w_img = torch.randn(3 * 4 * 4, DIM, generator=torch.Generator().manual_seed(1))
+        self.w_img = torch.randn(3 * 4 * 4, DIM - 6, generator=torch.Generator().manual_seed(1))
         self.text = HashingEmbedder(32)
-        self.w_txt = np.random.default_rng(1).standard_normal((32, DIM)).astype(np.float32)
+        self.w_txt = np.random.default_rng(1).standard_normal((32, DIM - 6)).astype(np.float32)
+        self.protos = torch.tensor([rgb for _, rgb in COLOURS], dtype=torch.float32) / 255.0
 
     def preprocess(self, image):
         arr = np.asarray(image.convert("RGB").resize((4, 4)), dtype=np.float32) / 255.0
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
     def image_features(self, pixels):
-        return (pixels.reshape(pixels.shape[0], -1) - 0.5) @ self.w_img
+        colour = torch.exp(-((pixels.mean(dim=(2, 3))[:, None, :] - self.protos[None]) ** 2).sum(-1) / 0.05)
+        return torch.cat([colour, 0.1 * (pixels.reshape(pixels.shape[0], -1) - 0.5) @ self.w_img], dim=1)
 
     def encode_text(self, texts):
-        return l2_normalize(self.text.encode(list(texts)) @ self.w_txt)
+        words = [set(t.lower().replace(".", " ").split()) for t in texts]
+        colour = np.array([[float(c in w) for c, _ in COLOURS] for w in words], dtype=np.float32).reshape(len(texts), 6)
+        return l2_normalize(np.concatenate([colour, 0.1 * (self.text.encode(list(texts)) @ self.w_txt)], axis=1))
 
 
 class NaNModel(TinyModel):

@@ -3,10 +3,14 @@
 Models sharing a trunk run it once per image. Embeddings are appended to each model's label shard by shard
 (every ``batch_size`` images), so a killed job resumes where it stopped; a model is marked complete for a
 graph version only when all its rows exist. Adding images or nodes later embeds only the new rows.
+
+A run holds a per-model lock (``<home>/labels/<model id>/.labeling.lock``) while it labels that model, so a
+second concurrent run waits, then finds the rows stored and skips them: each row is computed and stored once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -17,9 +21,28 @@ from ..concepts.graph import SemanticGraph
 from ..models.base import ZeroShotModel
 from ..models.runner import group_by_trunk, _prep_batch
 from ..settings import Settings, get_settings
-from .labels import LabelStore, caption_key
+from ..storage.atomic import file_lock
+from .labels import LabelStore, ModelLabel, caption_key
 
-__all__ = ["label_models", "LabelReport"]
+__all__ = ["label_models", "LabelReport", "LABELING_LOCK"]
+
+#: name of the per-model lock file a labeling run holds (inside the model's label folder)
+LABELING_LOCK = ".labeling.lock"
+
+
+def _clear_label(lab: ModelLabel) -> None:
+    """Delete a stored label (``--force``) but keep the lock file, which other runs may be waiting on."""
+    import shutil
+
+    if not lab.directory.exists():
+        return
+    for entry in lab.directory.iterdir():
+        if entry.name == LABELING_LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 @dataclass
@@ -60,58 +83,78 @@ def label_models(
     all_refs = {rendered_id(i, r): (rendered_id(i, r), graph.image_paths[i], r.value) for r in rend for i in base_ids}
     image_ids = list(all_refs)
     captions = graph.captions()
+    want = {r.value for r in rend}
+
+    def done(lab: ModelLabel) -> bool:
+        return lab.is_complete(graph.version) and want <= set(lab.renditions(graph.version))
+
     todo_models = []
     for m in models:
         lab = store.label(m.id)
-        if force and lab.directory.exists():
-            import shutil
-
-            shutil.rmtree(lab.directory)
-        lab.check_spec(m.spec)
-        if lab.is_complete(graph.version) and {r.value for r in rend} <= set(lab.renditions(graph.version)):
-            report.skipped.append(m.id)
-        else:
-            todo_models.append(m)
+        if not force:
+            lab.check_spec(m.spec)
+            if done(lab):
+                report.skipped.append(m.id)
+                continue
+        todo_models.append(m)
     for key, group in group_by_trunk(todo_models).items():
-        t0 = time.perf_counter()
-        # captions (text tower): per model
-        for m in group:
-            lab = store.label(m.id)
-            keys = [caption_key(c) for c in captions]
-            missing = set(lab.captions.missing(keys))
-            todo = [c for c in dict.fromkeys(captions) if caption_key(c) in missing]
-            for i in range(0, len(todo), 256):
-                chunk = todo[i : i + 256]
-                lab.captions.append([caption_key(c) for c in chunk], m.encode_text(chunk))
-            report.new_captions[m.id] = len(todo)
-        # images: the union of rows missing in any model of the group, trunk once per image
-        tables = {m.id: store.label(m.id).images for m in group}
-        missing_sets = {mid: set(t.missing(image_ids)) for mid, t in tables.items()}
-        union = [i for i in image_ids if any(i in s for s in missing_sets.values())]
-        refs = [all_refs[i] for i in union]
-        bar = tqdm(total=len(refs), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''})", unit="img", disable=not progress or not refs)
-        import concurrent.futures as cf
+        with contextlib.ExitStack() as locks:
+            # one run at a time per model (sorted: no lock-order deadlock); what another run finished meanwhile is skipped
+            for m in sorted(group, key=lambda m: m.id):
+                locks.enter_context(file_lock(store.label(m.id).directory / LABELING_LOCK))
+            live = []
+            for m in group:
+                lab = store.label(m.id)
+                if force:
+                    _clear_label(lab)
+                else:
+                    lab.check_spec(m.spec)
+                    if done(lab):
+                        report.skipped.append(m.id)
+                        continue
+                live.append(m)
+            group = live
+            if not group:
+                continue
+            t0 = time.perf_counter()
+            # captions (text tower): per model
+            for m in group:
+                lab = store.label(m.id)
+                keys = [caption_key(c) for c in captions]
+                missing = set(lab.captions.missing(keys))
+                todo = [c for c in dict.fromkeys(captions) if caption_key(c) in missing]
+                for i in range(0, len(todo), 256):
+                    chunk = todo[i : i + 256]
+                    lab.captions.append([caption_key(c) for c in chunk], m.encode_text(chunk))
+                report.new_captions[m.id] = len(todo)
+            # images: the union of rows missing in any model of the group, trunk once per image
+            tables = {m.id: store.label(m.id).images for m in group}
+            missing_sets = {mid: set(t.missing(image_ids)) for mid, t in tables.items()}
+            union = [i for i in image_ids if any(i in s for s in missing_sets.values())]
+            refs = [all_refs[i] for i in union]
+            bar = tqdm(total=len(refs), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''})", unit="img", disable=not progress or not refs)
+            import concurrent.futures as cf
 
-        chunks = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
-        if chunks:
-            with cf.ThreadPoolExecutor(max_workers=1) as pool:
-                fut = pool.submit(_prep_batch, group[0], chunks[0])
-                for ci, chunk in enumerate(chunks):
-                    pixels = fut.result()
-                    if ci + 1 < len(chunks):
-                        fut = pool.submit(_prep_batch, group[0], chunks[ci + 1])
-                    feats = group[0].image_features(pixels)
-                    ids = [r[0] for r in chunk]
-                    for m in group:
-                        rows = [j for j, i in enumerate(ids) if i in missing_sets[m.id]]
-                        if rows:
-                            emb = m.project_image(feats)
-                            tables[m.id].append([ids[j] for j in rows], np.asarray(emb)[rows])
-                    bar.update(len(chunk))
-        bar.close()
-        for m in group:
-            report.new_images[m.id] = len(missing_sets[m.id])
-            store.label(m.id).mark_complete(m.spec, graph.version, n_images=len(base_ids), n_nodes=len(graph.nodes),
-                                            renditions=sorted(set(store.label(m.id).renditions(graph.version)) | {r.value for r in rend}))
-        report.seconds[key] = time.perf_counter() - t0
+            chunks = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
+            if chunks:
+                with cf.ThreadPoolExecutor(max_workers=1) as pool:
+                    fut = pool.submit(_prep_batch, group[0], chunks[0])
+                    for ci, chunk in enumerate(chunks):
+                        pixels = fut.result()
+                        if ci + 1 < len(chunks):
+                            fut = pool.submit(_prep_batch, group[0], chunks[ci + 1])
+                        feats = group[0].image_features(pixels)
+                        ids = [r[0] for r in chunk]
+                        for m in group:
+                            rows = [j for j, i in enumerate(ids) if i in missing_sets[m.id]]
+                            if rows:
+                                emb = m.project_image(feats)
+                                tables[m.id].append([ids[j] for j in rows], np.asarray(emb)[rows])
+                        bar.update(len(chunk))
+            bar.close()
+            for m in group:
+                report.new_images[m.id] = len(missing_sets[m.id])
+                store.label(m.id).mark_complete(m.spec, graph.version, n_images=len(base_ids), n_nodes=len(graph.nodes),
+                                                renditions=sorted(set(store.label(m.id).renditions(graph.version)) | {r.value for r in rend}))
+            report.seconds[key] = time.perf_counter() - t0
     return report

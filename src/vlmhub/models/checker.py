@@ -19,8 +19,10 @@ check                        passes when
 ``image_time``               the faster of two full image batches takes <= ``max_seconds_per_image_batch``
 ``text_time``                the faster of two full text batches takes <= ``max_seconds_per_text_batch``
 ``memory``                   peak resident memory grows by <= ``max_memory_mb`` while the checks run
-``zero_shot_sanity``         (only with ``zero_shot=True``) solid-colour images are matched to their colour
-                             names with top-1 accuracy >= ``zero_shot_min_accuracy``
+``zero_shot_sanity``         (with ``zero_shot=True``; ``vlmhub models add`` runs it by default) a few dozen
+                             colour swatches (``zero_shot_per_class`` noisy shades of each colour) are matched
+                             to their colour names with top-1 accuracy >= ``zero_shot_min_accuracy`` *and*
+                             clearly above chance: one-sided binomial p-value vs 1/n_colours <= ``zero_shot_max_p``
 ===========================  ===========================================================================
 
 The image side is run the way the hub runs it: ``project_image(image_features(pixels))`` (trunk, then head).
@@ -49,7 +51,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["CheckBudget", "CheckResult", "CheckReport", "check_model", "synthetic_images", "COLOURS"]
+__all__ = ["CheckBudget", "CheckResult", "CheckReport", "check_model", "synthetic_images", "zero_shot_images",
+           "binomial_p_value", "COLOURS"]
 
 #: solid colours of the synthetic images (also the classes of the zero-shot sanity check)
 COLOURS: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -92,6 +95,8 @@ class CheckBudget:
     batch_tol: float = 1e-3
     zero_shot: bool = False
     zero_shot_min_accuracy: float = 0.5
+    zero_shot_per_class: int = 6
+    zero_shot_max_p: float = 1e-3
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 2:
@@ -99,6 +104,8 @@ class CheckBudget:
         for name in ("max_seconds_per_image_batch", "max_seconds_per_text_batch", "max_memory_mb"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"CheckBudget.{name} must be > 0")
+        if int(self.zero_shot_per_class) < 1:
+            raise ValueError("CheckBudget.zero_shot_per_class must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -384,21 +391,58 @@ def _time_check(name: str, seconds: float | None, limit: float, n: int) -> Check
     return CheckResult(name, ok, f"{seconds:.3f}s per batch of {n} ({'<=' if ok else '>'} {limit:g}s)", seconds)
 
 
+def zero_shot_images(per_class: int = 6, size: int = 64, seed: int = 0) -> tuple[list, list[int]]:
+    """Colour swatches for the zero-shot check: ``per_class`` shades of each of :data:`COLOURS` (the first
+    solid, the others with seeded brightness jitter and pixel noise, varied aspect ratios) and their class indices."""
+    from PIL import Image  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed + 7919)
+    images, labels = [], []
+    for ci, (_, rgb) in enumerate(COLOURS):
+        for j in range(per_class):
+            shape = (size, size + 8 * (j % 3), 3)
+            base = np.asarray(rgb, dtype=np.float64)
+            if j:
+                base = base * rng.uniform(0.85, 1.1) + rng.normal(0, 8, 3)
+                arr = base[None, None, :] + rng.normal(0, 10, shape)
+            else:
+                arr = np.broadcast_to(base, shape)
+            images.append(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert("RGB"))
+            labels.append(ci)
+    return images, labels
+
+
+def binomial_p_value(hits: int, n: int, p: float) -> float:
+    """One-sided P(X >= hits) for X ~ Binomial(n, p): how likely so many hits are by chance."""
+    return float(min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(hits, 0), n + 1))))
+
+
 def _zero_shot(model, budget: CheckBudget, torch) -> CheckResult:
     t = time.perf_counter()
     try:
-        imgs = synthetic_images(len(COLOURS), budget.image_size, budget.seed)
+        imgs, labels = zero_shot_images(budget.zero_shot_per_class, budget.image_size, budget.seed)
         pix = torch.stack([torch.as_tensor(model.preprocess(im)) for im in imgs])
         emb = _as_array(model.project_image(model.image_features(pix)))
         names = [c for c, _ in COLOURS]
         cls = model.class_embeddings(names, ["a photo of the colour {}.", "a plain {} image.", "{}"])
         pred = np.argmax(emb @ cls.T, axis=1)
-        acc = float(np.mean(pred == np.arange(len(names))))
+        truth = np.asarray(labels)
+        hits = int(np.sum(pred == truth))
+        acc = hits / len(truth)
+        pval = binomial_p_value(hits, len(truth), 1.0 / len(names))
     except Exception as exc:  # noqa: BLE001
         return CheckResult("zero_shot_sanity", False, _err(exc), time.perf_counter() - t)
-    ok = acc >= budget.zero_shot_min_accuracy
-    wrong = [f"{names[i]}->{names[p]}" for i, p in enumerate(pred) if i != p]
-    detail = f"colour top-1 accuracy {acc:.2f} ({'>=' if ok else '<'} {budget.zero_shot_min_accuracy:g})"
-    if wrong:
-        detail += "; confused " + ", ".join(wrong)
+    ok = acc >= budget.zero_shot_min_accuracy and pval <= budget.zero_shot_max_p
+    detail = (f"colour top-1 accuracy {acc:.2f} on {len(truth)} swatches ({'>=' if acc >= budget.zero_shot_min_accuracy else '<'} "
+              f"{budget.zero_shot_min_accuracy:g}), chance {1 / len(names):.2f}, binomial p = {pval:.1e} "
+              f"({'<=' if pval <= budget.zero_shot_max_p else '>'} {budget.zero_shot_max_p:g})")
+    if not ok:
+        detail += "; the model cannot tell basic colours apart (random or broken weights?)"
+    confused: dict[str, int] = {}
+    for i, p in zip(truth, pred):
+        if i != p:
+            key = f"{names[i]}->{names[p]}"
+            confused[key] = confused.get(key, 0) + 1
+    if confused:
+        detail += "; confused " + ", ".join(f"{k} x{v}" for k, v in sorted(confused.items(), key=lambda kv: -kv[1])[:6])
     return CheckResult("zero_shot_sanity", ok, detail, time.perf_counter() - t)

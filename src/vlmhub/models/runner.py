@@ -7,18 +7,25 @@ the next batch overlap with the forward pass of the current one (a background th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
+import json
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import ImageError
 from ..storage import EmbeddingTable
 from .base import ZeroShotModel
-from .imaging import load_image
+from . import imaging
+from .imaging import InMemoryImage, load_image
 
-__all__ = ["group_by_trunk", "trunk_features", "embed_images", "ImageRef"]
+__all__ = ["group_by_trunk", "trunk_features", "embed_images", "ImageRef", "content_key", "preprocess_identity"]
 
 ImageRef = tuple[str, Path]  # (stable id, file path)
+
+#: bump when the meaning of a cached feature row changes (its key, the decoder, the preprocessing)
+FEATURE_CACHE_VERSION = 2
 
 
 def group_by_trunk(models: Sequence[ZeroShotModel]) -> dict[str, list[ZeroShotModel]]:
@@ -48,6 +55,46 @@ def _prep_batch(model: ZeroShotModel, refs: Sequence[ImageRef]):
     return torch.stack(out)
 
 
+def content_key(ref) -> str:
+    """Feature-cache key of a ref ``(id, path[, rendition])``: the sha256 of the image bytes (+ the rendition).
+
+    The display id (``<task folder>/<class>/<file>``) is not a key: two task folders with the same folder,
+    class and file names but different images must never share cached features.
+    """
+    src = ref[1]
+    h = hashlib.sha256()
+    if isinstance(src, InMemoryImage):
+        h.update(src.data)
+    else:
+        try:
+            with open(src, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except FileNotFoundError:
+            raise ImageError(f"image not found: {src}. Check the path.") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read image {src} ({exc}). Remove or replace the file.") from None
+    rendition = ref[2] if len(ref) > 2 and ref[2] not in (None, "original") else "original"
+    return f"sha256:{h.hexdigest()}:{rendition}"
+
+
+def preprocess_identity(model: ZeroShotModel) -> str:
+    """A short digest of what turns image bytes into ``model``'s trunk features (trunk, decoder, preprocessing).
+
+    Feature caches live in a folder per identity, so a change of any of these never reuses stale rows.
+    """
+    spec = model.spec
+    ident = {
+        "cache": FEATURE_CACHE_VERSION,
+        "decode": getattr(imaging, "DECODE_VERSION", 1),
+        "trunk": model.trunk_key,
+        "impl": f"{type(model).__module__}.{type(model).__qualname__}",
+        "image_size": getattr(spec, "image_size", None),
+        "pretrained": getattr(spec, "pretrained", None),
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def trunk_features(
     model: ZeroShotModel,
     refs: Sequence[ImageRef],
@@ -58,12 +105,17 @@ def trunk_features(
 ) -> np.ndarray:
     """Trunk features (N x F) of ``refs`` for ``model``'s trunk; cached rows are read, missing ones computed.
 
-    With a cache, new rows are appended to it batch by batch (resumable after a kill).
+    With a cache, rows are keyed by image content (:func:`content_key`), not by id, and new rows are appended
+    to it batch by batch (resumable after a kill). The cache must be specific to the model's
+    :func:`preprocess_identity` (as :func:`embed_images` arranges).
     """
     todo = list(refs)
+    keys: list[str] = []
     if cache is not None:
-        missing = set(cache.missing([r[0] for r in refs]))
-        todo = list({r[0]: r for r in refs if r[0] in missing}.values())  # cache rows are keyed by id: once each
+        keys = [content_key(r) for r in refs]
+        missing = set(cache.missing(keys))
+        # (key, ref) once per distinct content
+        todo = list({k: (k, *r[1:]) for k, r in zip(keys, refs) if k in missing}.values())
         if progress:
             progress(len(refs) - len(todo))
     out: list[np.ndarray] = []  # without a cache: rows in input order (ids need not be unique)
@@ -85,7 +137,7 @@ def trunk_features(
                 if progress:
                     progress(len(chunk))
     if cache is not None:
-        return cache.get([r[0] for r in refs])
+        return cache.get(keys)
     return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
 
 
@@ -100,7 +152,8 @@ def embed_images(
     """Normalised image embeddings of every model for ``refs`` (trunks shared, features optionally cached)."""
     out: dict[str, np.ndarray] = {}
     for key, group in group_by_trunk(models).items():
-        cache = EmbeddingTable(feature_cache_dir / _safe(key)) if feature_cache_dir is not None else None
+        cache = (EmbeddingTable(feature_cache_dir / f"{_safe(key)}-{preprocess_identity(group[0])}")
+                 if feature_cache_dir is not None else None)
         feats = trunk_features(group[0], refs, batch_size=batch_size, cache=cache, progress=progress)
         for m in group:
             out[m.id] = m.project_image(feats)

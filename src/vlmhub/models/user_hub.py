@@ -171,12 +171,15 @@ def _registered_elsewhere(model_id: str) -> bool:
     return entry is not None and "user" not in entry.spec.tags
 
 
-def add_model(source: str, *, model_id: str | None = None, settings=None, check: bool = True, budget=None) -> ModelSpec:
+def add_model(source: str, *, model_id: str | None = None, settings=None, check: bool = True, budget=None,
+              zero_shot_check: bool = True) -> ModelSpec:
     """Load, check and persist the model ``source`` names; return its registered spec.
 
     ``model_id`` defaults to one derived from the source. With ``check=False`` the admission checks are
     skipped (recorded as ``"checked": false``). A failing check raises :class:`ModelCheckError` carrying the
-    report, and nothing is written. ``budget`` is a :class:`~vlmhub.models.checker.CheckBudget`.
+    report, and nothing is written. ``budget`` is a :class:`~vlmhub.models.checker.CheckBudget`. The checks
+    include the zero-shot sanity check (a model that cannot classify colour swatches above chance, e.g. one
+    with random weights, is refused) unless ``zero_shot_check=False``.
     """
     from . import registry
     from .adapters import parse_source
@@ -198,12 +201,19 @@ def add_model(source: str, *, model_id: str | None = None, settings=None, check:
     model = build_from_source(src.source, model_id=mid, settings=settings)
     spec = model.spec
     if check:
-        report = check_model(model, budget=budget) if budget is not None else check_model(model)
+        from dataclasses import replace
+
+        from .checker import CheckBudget
+
+        budget = replace(budget if budget is not None else CheckBudget(), zero_shot=bool(zero_shot_check))
+        report = check_model(model, budget=budget)
         if not report.passed:
             names = ", ".join(f"{r.name} ({r.detail})" for r in report.failures)
             raise ModelCheckError(
                 f"model {mid!r} from {src.source!r} failed the admission checks and was not added: {names}. "
-                f"Run `vlmhub models check` on a fixed model, or add it with --no-check at your own risk.\n{report.format()}",
+                f"Run `vlmhub models check` on a fixed model, or add it with --no-check at your own risk"
+                f"{' (--no-zero-shot-check skips only the zero-shot check)' if any(r.name == 'zero_shot_sanity' for r in report.failures) else ''}"
+                f".\n{report.format()}",
                 report,
             )
     entry = UserModel(

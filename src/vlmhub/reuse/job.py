@@ -68,8 +68,12 @@ def _inputs_digest(ids: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _read_done(partial: Path, ids: Sequence[str]) -> int:
-    """Complete rows already in ``partial`` (a torn last line is cut off); they must be a prefix of ``ids``."""
+def _read_done(partial: Path, ids: Sequence[str], classes: Sequence[str] | None = None) -> int:
+    """Complete rows already in ``partial`` (a torn last line is cut off); they must be a prefix of ``ids``.
+
+    Each resumed row is validated: its class must be one of ``classes`` and its confidence a number in [0, 1],
+    so an edited or damaged file is refused instead of trusted.
+    """
     data = partial.read_bytes()
     cut = data.rfind(b"\n") + 1
     if cut < len(data):
@@ -83,6 +87,16 @@ def _read_done(partial: Path, ids: Sequence[str]) -> int:
     for n, row in enumerate(done):
         if len(row) != 3 or n >= len(ids) or row[0] != ids[n]:
             raise DataError(f"{partial} does not match this run's inputs at row {n + 2}. Pass --restart to start over.")
+        if classes is not None and row[1] not in classes:
+            raise DataError(f"{partial} row {n + 2} has class {row[1]!r}, which is not a class of this task (edited or "
+                            "damaged file). Pass --restart to start over.")
+        try:
+            conf = float(row[2])
+        except ValueError:
+            conf = float("nan")
+        if not 0.0 <= conf <= 1.0:
+            raise DataError(f"{partial} row {n + 2} has confidence {row[2]!r}, not a number in [0, 1] (edited or "
+                            "damaged file). Pass --restart to start over.")
     return len(done)
 
 
@@ -117,6 +131,8 @@ def predict_to_csv(predictor: BatchPredictor, files: Sequence[str | os.PathLike]
             for p in (partial, manifest):
                 with contextlib.suppress(FileNotFoundError):
                     p.unlink()
+        if manifest.exists() and not partial.exists():
+            manifest.unlink()  # left by a run killed after it finished (its rows are already in ``out``)
         have = read_json(manifest) if manifest.exists() else None
         if have is not None and have != json.loads(json.dumps(want)):
             raise DataError(
@@ -129,7 +145,7 @@ def predict_to_csv(predictor: BatchPredictor, files: Sequence[str | os.PathLike]
                 csv.writer(fh).writerow(HEADER)
                 fh.flush()
                 os.fsync(fh.fileno())
-        done = _read_done(partial, ids)
+        done = _read_done(partial, ids, predictor.task.classes)
         resumed = done
         bar = None
         if progress:

@@ -37,6 +37,7 @@ class EmbeddingTable:
         self._index: dict | None = None
         self._rows: dict[str, int] | None = None
         self._matrix: np.ndarray | None = None
+        self._shard_ids: dict[str, frozenset[str]] = {}  # shard file -> its ids (shards never change)
 
     # -- index ----------------------------------------------------------------------------------
     @property
@@ -142,7 +143,7 @@ class EmbeddingTable:
 
     # -- writing --------------------------------------------------------------------------------
     def append(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Store a shard of vectors atomically, then record it in the index atomically."""
+        """Store a shard of vectors atomically, then record it in the index atomically; ids already stored are skipped."""
         vectors = np.asarray(vectors, dtype=self._dtype)
         if vectors.ndim != 2 or vectors.shape[0] != len(ids):
             raise ValueError(f"need one row per id: {len(ids)} ids, vectors of shape {vectors.shape}")
@@ -158,6 +159,12 @@ class EmbeddingTable:
                 raise LabelError(f"cannot append {vectors.shape[1]}-d vectors to a {idx['dim']}-d table at {self.directory}")
             if not np.all(np.isfinite(vectors)):
                 raise LabelError(f"refusing to store non-finite embeddings in {self.directory}")
+            if idx["shards"]:  # another writer may have stored some of these ids meanwhile: store each id once
+                stored = self._stored_ids(idx)
+                keep = [j for j, i in enumerate(ids) if i not in stored]
+                if not keep:
+                    return
+                ids, vectors = [ids[j] for j in keep], vectors[keep]
             name = f"shard-{len(idx['shards']) + 1:06d}-{uuid.uuid4().hex[:8]}.npz"
             atomic_write_npz(self.directory / name, ids=np.asarray(list(ids), dtype=np.str_), vectors=vectors)
             idx["shards"].append({"file": name, "count": len(ids)})
@@ -165,6 +172,23 @@ class EmbeddingTable:
         # invalidate the in-memory view
         self._rows = None
         self._matrix = None
+
+    def _stored_ids(self, idx: dict) -> set[str]:
+        """Every id stored in the shards ``idx`` names (only the ``ids`` arrays are read; shards are immutable,
+        so each is read once per table object)."""
+        seen = self._shard_ids
+        out: set[str] = set()
+        for shard in idx["shards"]:
+            name = shard["file"]
+            if name not in seen:
+                path = self.directory / name
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        seen[name] = frozenset(str(s) for s in z["ids"])
+                except (OSError, KeyError, ValueError) as exc:
+                    raise LabelError(f"embedding shard {path} is unreadable ({exc}). Delete {self.directory} to recompute it.") from None
+            out |= seen[name]
+        return out
 
     def nbytes(self) -> int:
         """Bytes on disk of all shards."""
