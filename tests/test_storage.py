@@ -58,11 +58,14 @@ def test_embedding_table_survives_a_kill_between_shard_and_index(tmp_path):
     np.testing.assert_allclose(EmbeddingTable(tmp_path / "t").get(["b"]), [[2.0, 2.0]])
 
 
-def test_corrupt_index_is_reported_with_fix(tmp_path):
+def test_corrupt_index_is_reported_with_fix(tmp_path, caplog):
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "index.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(LabelError, match="Delete"):
-        EmbeddingTable(tmp_path / "t").ids()
+    with pytest.raises(LabelError, match="index.json.*Run `vlmhub label --force m`"):  # a label: names the rebuild
+        EmbeddingTable(tmp_path / "t", rebuild="vlmhub label --force m").ids()
+    with caplog.at_level("WARNING", logger="vlmhub.storage"):  # a cache heals: warns, then is empty
+        assert EmbeddingTable(tmp_path / "t").ids() == set()
+    assert "index.json" in caplog.text
 
 
 def test_two_writers_on_one_table_do_not_clobber_each_other(tmp_path):

@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError, DataError, LabelError, NotLabeledError
 from ..settings import Settings, get_settings
-from ..storage.atomic import atomic_write_json, read_json
+from ..storage.atomic import atomic_write_json, atomic_write_text, read_json
+from ..storage.schema import check_graph, check_graph_pointer
 from .samples import ConceptSampleSet
 
 __all__ = ["Node", "SemanticGraph", "build_graph", "save_graph", "load_graph", "current_graph"]
@@ -153,8 +155,13 @@ def save_graph(graph: SemanticGraph, settings: Settings | None = None, *, make_c
     if make_current and not any(n.images for n in graph.nodes):
         raise DataError("refusing to make an empty semantic graph (no sample images) the hub's current graph.")
     path = settings.graphs_dir / f"{graph.version}.json"
-    if not path.is_file():
-        atomic_write_json(path, graph.to_dict())
+    text = json.dumps(graph.to_dict(), indent=1, sort_keys=False, ensure_ascii=False) + "\n"
+    try:
+        same = path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:  # new, or damaged (the version is a content hash, so a good file is byte-identical)
+        atomic_write_text(path, text)
     if make_current:
         atomic_write_json(settings.graphs_dir / "current.json", {"version": graph.version})
     return path
@@ -163,15 +170,19 @@ def save_graph(graph: SemanticGraph, settings: Settings | None = None, *, make_c
 def load_graph(version: str, settings: Settings | None = None) -> SemanticGraph:
     settings = settings or get_settings()
     path = settings.graphs_dir / f"{version}.json"
-    if not path.is_file():
+    if not path.exists():
         raise LabelError(f"graph {version} not found in {settings.graphs_dir}. Run `vlmhub label` to build it.")
-    return SemanticGraph.from_dict(read_json(path, "graph"))
+    d = check_graph(read_json(path, "graph", error=LabelError, fix="Run `vlmhub label` to rebuild it."), path, fix="Run `vlmhub label` to rebuild it.")
+    if d["format"] != FORMAT:
+        raise LabelError(f"{path} is not a vlmhub graph (format {d['format']!r}). Run `vlmhub label` to rebuild it.")
+    return SemanticGraph.from_dict(d)
 
 
 def current_graph(settings: Settings | None = None) -> SemanticGraph:
     """The hub's current graph (the one last labeled), or a :class:`LabelError` saying to run ``vlmhub label``."""
     settings = settings or get_settings()
     ptr = settings.graphs_dir / "current.json"
-    if not ptr.is_file():
+    if not ptr.exists():
         raise NotLabeledError(f"the hub at {settings.home} has no semantic graph yet. Run `vlmhub label` first.")
-    return load_graph(read_json(ptr, "graph pointer")["version"], settings)
+    fix = "Run `vlmhub label` to rebuild it."
+    return load_graph(check_graph_pointer(read_json(ptr, "graph pointer", error=LabelError, fix=fix), ptr, fix=fix)["version"], settings)

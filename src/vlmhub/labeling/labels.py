@@ -30,6 +30,7 @@ from ..models.base import ModelSpec
 from ..settings import Settings, get_settings
 from ..storage import EmbeddingTable
 from ..storage.atomic import atomic_write_json, file_lock, read_json
+from ..storage.schema import check_label_manifest
 
 __all__ = ["LABEL_FORMAT", "ModelLabel", "LabelStore", "caption_key", "spec_fingerprint"]
 
@@ -56,21 +57,27 @@ class ModelLabel:
     directory: Path
 
     @property
+    def rebuild(self) -> str:
+        """The command that recomputes this label (named by every error about a damaged label file)."""
+        return f"vlmhub label --force {self.model_id}"
+
+    @property
     def images(self) -> EmbeddingTable:
-        return EmbeddingTable(self.directory / "images")
+        return EmbeddingTable(self.directory / "images", rebuild=self.rebuild)
 
     @property
     def captions(self) -> EmbeddingTable:
-        return EmbeddingTable(self.directory / "captions")
+        return EmbeddingTable(self.directory / "captions", rebuild=self.rebuild)
 
     @property
     def manifest_path(self) -> Path:
         return self.directory / "manifest.json"
 
     def manifest(self) -> dict:
-        if not self.manifest_path.is_file():
+        if not self.manifest_path.exists():
             return {}
-        m = read_json(self.manifest_path, "label manifest")
+        fix = f"Run `{self.rebuild}`."
+        m = check_label_manifest(read_json(self.manifest_path, "label manifest", error=LabelError, fix=fix), self.manifest_path, fix=fix)
         if m.get("format") != LABEL_FORMAT:
             raise LabelError(f"{self.manifest_path} is not a vlmhub label (format {m.get('format')!r}). Run `vlmhub label --force {self.model_id}`.")
         return m

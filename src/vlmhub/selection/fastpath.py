@@ -45,6 +45,7 @@ fingerprint of the label's tables and ``L``; a relabel or another ``L`` rebuilds
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 
 from ..storage.atomic import atomic_write_npz
+from ..storage.embeddings import NPZ_ERRORS
 
 __all__ = [
     "INDEX_FORMAT",
@@ -396,8 +398,8 @@ class ConfuserIndex:
                     raise ValueError(f"{path} is not a {INDEX_FORMAT} file")
                 return cls(np.asarray(z["ranks"]), int(z["n_nodes"]), int(z["L"]), int(z["dim"]),
                            str(z["graph_version"]), str(z["fingerprint"]))
-        except (OSError, KeyError) as exc:
-            raise ValueError(f"cannot read fast-path index {path}: {exc}") from None
+        except NPZ_ERRORS as exc:  # truncated / overwritten file (zipfile.BadZipFile is no OSError)
+            raise ValueError(f"cannot read fast-path index {path}: {type(exc).__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -486,7 +488,8 @@ class FastEq5:
             if cache and path.is_file():
                 try:
                     ix = ConfuserIndex.load(path)
-                except ValueError:
+                except ValueError as exc:  # a damaged cache entry heals: warn, rebuild, overwrite
+                    logging.getLogger("vlmhub.selection").warning("vlmhub: %s; rebuilding it", exc)
                     ix = None
                 if ix is not None and (ix.fingerprint != fp or ix.graph_version != graph.version or ix.L != L):
                     ix = None

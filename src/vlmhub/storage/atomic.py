@@ -65,23 +65,24 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError] | type[Exception] = DataError) -> Any:
+def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError] | type[Exception] = DataError,
+              fix: str | None = None) -> Any:
     """Read a JSON file, turning a missing or malformed file into ``error`` (a :class:`DataError` by default)
-    whose message names the file and the fix."""
+    whose message names the file and the fix (``fix``, e.g. the command that rebuilds the file)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error(f"{what} not found: {path}. Check the path.") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}). Save it as UTF-8 JSON.") from None
+        raise error(f"{what} not found: {path}. {fix or 'Check the path.'}") from None
     except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc}") from None
+        raise error(f"cannot read {what} {path}: {exc}.{' ' + fix if fix else ''}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path} is not UTF-8 text (byte {exc.start}). {fix or 'Save it as UTF-8 JSON.'}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise error(
-            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). Fix or recreate it."
+            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). {fix or 'Fix or recreate it.'}"
         ) from None
 
 
