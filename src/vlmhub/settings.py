@@ -61,6 +61,19 @@ def _default_home() -> Path:
     return (base / "vlmhub").resolve()
 
 
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} is not a positive integer. Set it to a whole number such as {default}.")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every path vlmhub uses. Construct with explicit paths in tests for a hermetic hub."""
@@ -71,6 +84,8 @@ class Settings:
     device: str = field(default_factory=lambda: os.environ.get("VLMHUB_DEVICE", "cpu"))
     batch_size: int = 64
     num_workers: int = field(default_factory=lambda: int(os.environ.get("VLMHUB_WORKERS", "2")))
+    #: largest image (width x height) any path decodes; a larger one is refused before its pixels are read
+    max_image_pixels: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_IMAGE_PIXELS", 40_000_000))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())

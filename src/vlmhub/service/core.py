@@ -43,11 +43,14 @@ class ServiceLimits:
 
     max_images: int = 256
     max_image_bytes: int = 10 * 1024 * 1024
+    #: uploads decoded at once (each decode holds a full-size bitmap until it is resized)
+    max_concurrent_decodes: int = 2
 
     def __post_init__(self) -> None:
-        if self.max_images < 1 or self.max_image_bytes < 1:
+        if self.max_images < 1 or self.max_image_bytes < 1 or self.max_concurrent_decodes < 1:
             raise ConfigError(f"service limits must be positive (got max_images={self.max_images}, "
-                              f"max_image_bytes={self.max_image_bytes}).")
+                              f"max_image_bytes={self.max_image_bytes}, "
+                              f"max_concurrent_decodes={self.max_concurrent_decodes}).")
 
 
 class VlmhubService:
@@ -72,6 +75,7 @@ class VlmhubService:
         self.embedder = embedder
         self.started = time.time()
         self._lock = threading.RLock()
+        self._decodes = threading.BoundedSemaphore(self.limits.max_concurrent_decodes)
         self._tables: dict[str, Any] = {}
         self._selectors: dict[tuple[str, str], Any] = {}
 
@@ -173,7 +177,8 @@ class VlmhubService:
             except (binascii.Error, ValueError):
                 raise ImageError(f"image {name!r} is not valid base64. Encode the file's bytes with base64.") from None
             im = InMemoryImage(name, raw)
-            load_image(im)  # fail fast, before any model runs
+            with self._decodes:  # bounded: concurrent uploads never hold more than a few full bitmaps
+                load_image(im, max_pixels=self.hub.settings.max_image_pixels)  # fail fast, before any model runs
             refs.append((name, im))
         return refs
 
