@@ -129,3 +129,4 @@ def test_service_refuses_an_image_above_the_limit_with_a_4xx(toy_hub):
         r = c.post("/v1/predict", json={"task": task, "images": [{"name": "big.png", "data": data}], "k": 1})
     assert 400 <= r.status_code < 500, r.text
     assert "2,500 pixels, above the limit of 1,000" in r.text, r.text
+

@@ -232,3 +232,19 @@ def test_cli_serve_rejects_bad_options(settings, capsys, tmp_path):
     assert "TCP port" in capsys.readouterr().err
     assert main(["--home", str(settings.home), "serve", "--max-images", "0"]) == 2
     assert "positive" in capsys.readouterr().err
+
+
+def test_health_reads_no_graph(toy_hub, monkeypatch):
+    """Issue 10 item 12: /v1/health parsed the whole graph file (1.2 MB on the default hub) on every call."""
+    from vlmhub.concepts import graph as graph_mod
+    from vlmhub.service import VlmhubService
+
+    service = VlmhubService(toy_hub, embedder="hashing256")
+    before = service.health()
+
+    def no_graph(*a, **kw):
+        raise AssertionError("health must not load the semantic graph")
+
+    monkeypatch.setattr(graph_mod, "load_graph", no_graph)
+    after = service.health()
+    assert after["labeled"] == before["labeled"] == 3 and after["models"] == 3

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 
-from .concepts.graph import SemanticGraph, build_graph, current_graph, save_graph
+from .concepts.graph import SemanticGraph, build_graph, current_graph, current_graph_version, save_graph
 from .concepts.samples import DEFAULT_SAMPLE_SETS, scan_sample_set
 from .errors import DataError, NotLabeledError
 from .labeling import LabelReport, LabelStore, label_models
@@ -109,8 +109,8 @@ class Hub:
         return report
 
     def labeled_model_ids(self) -> list[str]:
-        g = self.graph()
-        done = set(LabelStore(self.settings).labeled_models(g.version))
+        """Hub models labeled on the current graph (reads the graph pointer and the manifests, not the graph)."""
+        done = set(LabelStore(self.settings).labeled_models(current_graph_version(self.settings)))
         return [m for m in self.model_ids if m in done]
 
     # -- selection and reuse -------------------------------------------------------------------

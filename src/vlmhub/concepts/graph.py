@@ -23,7 +23,7 @@ from ..storage.atomic import atomic_write_json, atomic_write_text, read_json
 from ..storage.schema import check_graph, check_graph_pointer
 from .samples import ConceptSampleSet
 
-__all__ = ["Node", "SemanticGraph", "build_graph", "save_graph", "load_graph", "current_graph"]
+__all__ = ["Node", "SemanticGraph", "build_graph", "save_graph", "load_graph", "current_graph", "current_graph_version"]
 
 FORMAT = "vlmhub.graph/1"
 
@@ -178,11 +178,18 @@ def load_graph(version: str, settings: Settings | None = None) -> SemanticGraph:
     return SemanticGraph.from_dict(d)
 
 
-def current_graph(settings: Settings | None = None) -> SemanticGraph:
-    """The hub's current graph (the one last labeled), or a :class:`LabelError` saying to run ``vlmhub label``."""
+def current_graph_version(settings: Settings | None = None) -> str:
+    """The version of the hub's current graph, read from ``graphs/current.json`` alone (a few bytes: cheap enough
+    for every health check), or a :class:`NotLabeledError` saying to run ``vlmhub label``."""
     settings = settings or get_settings()
     ptr = settings.graphs_dir / "current.json"
     if not ptr.exists():
         raise NotLabeledError(f"the hub at {settings.home} has no semantic graph yet. Run `vlmhub label` first.")
     fix = "Run `vlmhub label` to rebuild it."
-    return load_graph(check_graph_pointer(read_json(ptr, "graph pointer", error=LabelError, fix=fix), ptr, fix=fix)["version"], settings)
+    return check_graph_pointer(read_json(ptr, "graph pointer", error=LabelError, fix=fix), ptr, fix=fix)["version"]
+
+
+def current_graph(settings: Settings | None = None) -> SemanticGraph:
+    """The hub's current graph (the one last labeled), or a :class:`LabelError` saying to run ``vlmhub label``."""
+    settings = settings or get_settings()
+    return load_graph(current_graph_version(settings), settings)
