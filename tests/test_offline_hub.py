@@ -82,5 +82,8 @@ def test_label_select_reuse_on_real_images(settings):
     # every selected model ran once per image: the feature cache holds one row per image and trunk
     from vlmhub.storage import EmbeddingTable
 
+    # one cache folder per trunk and preprocessing identity (models/runner.py: <trunk>-<identity>)
     for trunk in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
-        assert len(EmbeddingTable(settings.cache_dir / "features" / trunk)) == 40
+        folders = sorted((settings.cache_dir / "features").glob(f"{trunk}-*"))
+        assert len(folders) == 1, folders
+        assert len(EmbeddingTable(folders[0])) == 40
