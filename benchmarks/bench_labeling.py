@@ -32,7 +32,7 @@ from _common import pin_threads, rss_mb, thread_report  # noqa: E402
 
 
 def _images(n: int) -> list[tuple[str, Path]]:
-    from vlmhub.models.imaging import IMAGE_EXTENSIONS
+    from vlmhub.imaging import IMAGE_EXTENSIONS
     from vlmhub.settings import get_settings
 
     root = get_settings().images_dir / "imagenet-sample"

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from vlmhub.errors import ConfigError, MissingExtraError
-from vlmhub.models import registry, user_hub
+from vlmhub.models import Catalog, user_hub
 from vlmhub.models.adapters import build_model
 from vlmhub.models.base import l2_normalize
 from vlmhub.models.checker import check_model, synthetic_images
@@ -53,16 +53,10 @@ def _one_thread():
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """A hermetic hub in tmp_path; registry entries added by a test are removed after it."""
-    import vlmhub.settings as settings_mod
-
+    """A hermetic hub in tmp_path (its catalog reads its own models.json only)."""
     settings = Settings(home=tmp_path / "hub", data_dir=None)
-    monkeypatch.setattr(settings_mod, "_DEFAULT", settings)
-    monkeypatch.setattr(registry, "_LOADED", True)
-    before = set(registry._REGISTRY)
+    monkeypatch.setenv("VLMHUB_HOME", str(settings.home))
     yield settings
-    for k in set(registry._REGISTRY) - before:
-        registry.unregister_model(k)
 
 
 def _pixels(model, images):
@@ -137,7 +131,7 @@ def test_hf_clip_added_checked_and_matches_transformers(hub, hf_dirs):
     entry = json.loads((Path(hub.home) / "models.json").read_text())["models"][0]
     assert entry["checked"] is True and entry["adapter"] == "hf"
 
-    model = registry.create_model(spec.id, hub)  # rebuilt from models.json's source
+    model = Catalog(hub).create(spec.id)  # rebuilt from models.json's source
     assert model.spec == spec and model.logit_scale == pytest.approx(50.0, rel=1e-5) and model.logit_bias is None
     assert check_model(model).passed
 
@@ -171,7 +165,7 @@ def test_hf_siglip_padding_scale_and_bias(hub, hf_dirs):
     d = hf_dirs["siglip"]
     spec = user_hub.add_model("hf:" + str(d), model_id="tiny-siglip", settings=hub, zero_shot_check=False)
     assert spec.family == "siglip" and spec.embed_dim == 32
-    model = registry.create_model("tiny-siglip", hub)
+    model = Catalog(hub).create("tiny-siglip")
     assert model.logit_scale == pytest.approx(10.0, rel=1e-5) and model.logit_bias == pytest.approx(-5.0)
     assert model.tokenize(["a"])["input_ids"].shape == (1, 24)  # padding="max_length"
     assert set(model.tokenize(["a"])) == {"input_ids"}
@@ -328,7 +322,7 @@ class TestOpenClip:
         assert spec.embed_dim == 16 and spec.image_size == 32 and spec.backbone == "VlmhubTinyClip"
         assert spec.cfg("source") == f"open_clip:{cfg_path}@{ckpt}" and spec.cfg("adapter") == "open_clip"
 
-        model = registry.create_model(spec.id, hub)
+        model = Catalog(hub).create(spec.id)
         assert model.spec == spec and model.logit_bias is None
         assert model.logit_scale == pytest.approx(float(ref.logit_scale.detach().exp()), rel=1e-6)
         assert check_model(model).passed
@@ -350,7 +344,7 @@ class TestOpenClip:
         open_clip = _open_clip()
         cfg_path, ckpt, _ = _save_tiny_open_clip(open_clip, tmp_path, "VlmhubTinySigmoid", _tiny_open_clip_cfg(logit_bias=-10.0))
         spec = user_hub.add_model(f"open_clip:{cfg_path}@{ckpt}", model_id="oc-siglip", settings=hub, zero_shot_check=False)
-        model = registry.create_model("oc-siglip", hub)
+        model = Catalog(hub).create("oc-siglip")
         assert spec.family == "siglip" and model.logit_bias == pytest.approx(-10.0)
 
     def test_local_dir(self, hub, tmp_path):
@@ -362,7 +356,7 @@ class TestOpenClip:
         (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
         torch.save(ref.state_dict(), d / "open_clip_pytorch_model.bin")
         spec = user_hub.add_model(f"open_clip:local-dir:{d}", settings=hub, zero_shot_check=False)
-        model = registry.create_model(spec.id, hub)
+        model = Catalog(hub).create(spec.id)
         with torch.no_grad():
             ref_txt = _norm(ref.encode_text(open_clip.get_tokenizer("VlmhubTinyClipDir")(TEXTS)))
         np.testing.assert_allclose(model.encode_text(TEXTS), ref_txt, atol=1e-5)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from vlmhub.errors import ImageError
-from vlmhub.models.imaging import InMemoryImage, load_image
+from vlmhub.imaging import InMemoryImage, load_image
 
 
 def _png(im: Image.Image, **kw) -> InMemoryImage:

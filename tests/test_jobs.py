@@ -29,7 +29,7 @@ def _color_folder(root: Path, swap: bool) -> Path:
 def test_feature_cache_is_keyed_by_content_not_folder_name(settings, tmp_path):
     """Item 1: two task folders with equal <folder>/<class>/<file> names but other images get their own features."""
     from vlmhub.evaluation.evaluate import model_probabilities
-    from vlmhub.models.registry import create_model
+    from vlmhub.models import create_model
     from vlmhub.tasks import load_task, task_images
 
     model = create_model("toy-a", settings)
@@ -62,7 +62,7 @@ def test_concurrent_label_runs_store_each_row_once(settings, color_data):
 
     from vlmhub.hub import Hub
     from vlmhub.labeling.labeler import label_models
-    from vlmhub.models.registry import create_model
+    from vlmhub.models import create_model
 
     hub = Hub(settings, model_ids=["toy-a"])
     graph = hub.build_graph([color_data["samples"]])
@@ -212,10 +212,10 @@ class _BlindToy:
 
 @pytest.fixture
 def toy_adds(settings, monkeypatch):
-    """``add_model("hf:/toy/<kind>")`` builds a toy colour model of that kind; registry entries are removed after."""
+    """``add_model("hf:/toy/<kind>")`` builds a toy colour model of that kind."""
     import dataclasses
 
-    from vlmhub.models import registry, user_hub
+    from vlmhub.models import user_hub
     from vlmhub.models.adapters import parse_source
     from vlmhub.models.toy import TOY_MODELS
 
@@ -226,11 +226,7 @@ def toy_adds(settings, monkeypatch):
         return _BlindToy.build(Path(src.location).name, spec)
 
     monkeypatch.setattr(user_hub, "build_from_source", build)
-    before = dict(registry._REGISTRY)
     yield settings
-    for k in set(registry._REGISTRY) - set(before):
-        registry.unregister_model(k)
-    registry._REGISTRY.update(before)
 
 
 @pytest.mark.parametrize("kind", ["constant", "random"])

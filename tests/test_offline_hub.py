@@ -35,7 +35,7 @@ def test_efficientnet_lite_reproduces_imagenet_top1(variant, stride):
     import torch
 
     from vlmhub.models.efficientnet_lite import LITE_VARIANTS, MEAN, STD, load_efficientnet_lite
-    from vlmhub.models.imaging import load_image, resize_center_crop, to_tensor_normalized
+    from vlmhub.imaging import load_image, resize_center_crop, to_tensor_normalized
     from vlmhub.models.offline import imagenet_wnids
 
     net = load_efficientnet_lite(variant)

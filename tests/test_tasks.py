@@ -5,7 +5,7 @@ import json
 import pytest
 
 from vlmhub.errors import ImageError, TaskError
-from vlmhub.models.imaging import load_image
+from vlmhub.imaging import load_image
 from vlmhub.tasks import Task, load_task, task_images
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from vlmhub.errors import ConfigError, ModelCheckError, UnknownModelError, VlmhubError
-from vlmhub.models import registry, user_hub
+from vlmhub.models import Catalog, user_hub
 from vlmhub.models.adapters import HFSource, OpenClipSource, parse_source
 from vlmhub.models.base import ModelSpec, ZeroShotModel, l2_normalize
 from vlmhub.models.checker import COLOURS, CheckReport
@@ -118,19 +118,12 @@ def _one_thread():
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """A hermetic hub in tmp_path with a fake builder; registry entries added by a test are removed after it."""
-    import vlmhub.settings as settings_mod
-
+    """A hermetic hub in tmp_path with a fake builder (the home's catalog reads its own models.json only)."""
     settings = Settings(home=tmp_path / "hub", data_dir=None)
-    monkeypatch.setattr(settings_mod, "_DEFAULT", settings)
-    monkeypatch.setattr(registry, "_LOADED", True)  # do not load the default hub or ~/.cache's models.json
+    monkeypatch.setenv("VLMHUB_HOME", str(settings.home))
     builder = FakeBuilder()
     monkeypatch.setattr(user_hub, "build_from_source", builder)
-    before = dict(registry._REGISTRY)
     yield settings, builder
-    for k in set(registry._REGISTRY) - set(before):
-        registry.unregister_model(k)
-    registry._REGISTRY.update(before)
 
 
 def _models_json(settings) -> Path:
@@ -147,8 +140,9 @@ def test_add_persists_registers_and_rebuilds(hub):
     (entry,) = doc["models"]
     assert entry["id"] == "my-tiny" and entry["source"] == "hf:/fake/tiny" and entry["adapter"] == "hf"
     assert entry["checked"] is True and entry["spec"]["config"]["source"] == "hf:/fake/tiny"
-    assert registry.get_spec("my-tiny") == spec
-    model = registry.create_model("my-tiny", settings)
+    catalog = Catalog(settings)
+    assert catalog.spec("my-tiny") == spec and catalog.origin("my-tiny") == "user"
+    model = catalog.create("my-tiny")
     assert isinstance(model, TinyModel) and model.spec == spec
     assert builder.calls == ["hf:/fake/tiny", "hf:/fake/tiny"]
     (um,) = user_hub.list_user_models(settings)
@@ -160,23 +154,26 @@ def test_default_id_comes_from_the_source(hub):
     assert user_hub.add_model("hf:/fake/tiny", settings=settings).id == "hf-tiny"
 
 
-def test_load_user_models_registers_specs_without_loading(hub, monkeypatch):
+def test_catalog_reads_user_models_without_loading_them(hub, monkeypatch):
     settings, builder = hub
+    catalog = Catalog(settings)
+    assert catalog.ids(tag="user") == []
     user_hub.add_model("hf:/fake/tiny", model_id="a", settings=settings)
     user_hub.add_model("hf:/fake/tiny2", model_id="b", settings=settings)
-    registry.unregister_model("a")
-    registry.unregister_model("b")
     n_calls = len(builder.calls)
-    specs = user_hub.load_user_models(settings)
-    assert [s.id for s in specs] == ["a", "b"]
+    assert catalog.ids(tag="user") == ["a", "b"]  # the same catalog object sees the file change
+    assert Catalog(settings).ids(tag="user") == ["a", "b"]
     assert len(builder.calls) == n_calls  # specs only, nothing built
-    assert registry.get_spec("b").backbone == "tiny2"
-    assert "a" in registry.list_models(tag="user")
+    assert catalog.spec("b").backbone == "tiny2"
+    user_hub.remove_model("a", settings=settings)
+    assert catalog.ids(tag="user") == ["b"]
 
 
-def test_load_user_models_without_a_file_is_empty(hub):
+def test_catalog_without_a_models_file_has_only_builtins(hub):
     settings, _ = hub
-    assert user_hub.load_user_models(settings) == [] and user_hub.list_user_models(settings) == []
+    catalog = Catalog(settings)
+    assert catalog.ids(tag="user") == [] and user_hub.list_user_models(settings) == []
+    assert {"toy-a", "conse-lite0"} <= set(catalog) and all(catalog.origin(i) == "builtin" for i in catalog)
 
 
 @pytest.mark.parametrize("kind", ["nan", "wrongdim", "nondeterministic", "unnormalised"])
@@ -190,7 +187,7 @@ def test_broken_model_is_rejected_and_models_json_unchanged(hub, kind):
     assert isinstance(report, CheckReport) and not report.passed and report.model_id == "bad"
     assert "failed the admission checks" in str(info.value) and "bad" in str(info.value)
     assert _models_json(settings).read_bytes() == before
-    assert "bad" not in registry._REGISTRY
+    assert "bad" not in Catalog(settings)
 
 
 def test_rejected_first_model_leaves_no_file(hub):
@@ -219,12 +216,23 @@ def test_duplicate_and_invalid_ids(hub):
 
 def test_builtin_ids_are_not_taken_or_removed(hub):
     settings, _ = hub
-    builtin = ModelSpec(id="builtin-x", family="clip", backbone="b", embed_dim=DIM, tags=("default",))
-    registry.register_spec(builtin, lambda spec, settings=None: TinyModel(spec))
-    with pytest.raises(ConfigError, match="built-in"):
-        user_hub.add_model("hf:/fake/tiny", model_id="builtin-x", settings=settings)
-    with pytest.raises(ConfigError, match="built in"):
-        user_hub.remove_model("builtin-x", settings=settings)
+    for builtin in ("toy-a", "conse-lite0"):
+        with pytest.raises(ConfigError, match="built-in"):
+            user_hub.add_model("hf:/fake/tiny", model_id=builtin, settings=settings)
+        with pytest.raises(ConfigError, match="built in"):
+            user_hub.remove_model(builtin, settings=settings)
+    assert not _models_json(settings).exists()
+
+
+def test_a_user_model_shadowed_by_a_builtin_is_skipped_with_a_warning(hub):
+    settings, _ = hub
+    user_hub.add_model("hf:/fake/tiny", model_id="mine", settings=settings)
+    doc = json.loads(_models_json(settings).read_text())
+    doc["models"][0]["id"] = doc["models"][0]["spec"]["id"] = "toy-a"  # e.g. a later release ships "toy-a"
+    _models_json(settings).write_text(json.dumps(doc))
+    catalog = Catalog(settings)
+    with pytest.warns(UserWarning, match="shadowed by a built-in"):
+        assert catalog.origin("toy-a") == "builtin" and catalog.ids(tag="user") == []
 
 
 def test_remove(hub):
@@ -233,7 +241,8 @@ def test_remove(hub):
     user_hub.add_model("hf:/fake/tiny2", model_id="b", settings=settings)
     assert user_hub.remove_model("a", settings=settings).id == "a"
     assert [m.id for m in user_hub.list_user_models(settings)] == ["b"]
-    assert "a" not in registry._REGISTRY and "b" in registry._REGISTRY
+    catalog = Catalog(settings)
+    assert "a" not in catalog and "b" in catalog
     with pytest.raises(UnknownModelError, match="no user model 'a'"):
         user_hub.remove_model("a", settings=settings)
 
@@ -275,7 +284,7 @@ def test_corrupt_models_json_gives_a_clear_config_error(hub, content, match):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content)
     with pytest.raises(ConfigError, match=match) as info:
-        user_hub.load_user_models(settings)
+        Catalog(settings).ids()
     msg = str(info.value)
     assert str(path) in msg and "vlmhub models add" in msg
     with pytest.raises(ConfigError):  # adding refuses too, leaving the file for the user to fix

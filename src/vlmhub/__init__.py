@@ -8,10 +8,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Hub", "Task", "load_task", "Settings", "get_settings", "create_model", "list_models", "MLLSelector",
+__all__ = ["Hub", "Task", "load_task", "Settings", "get_settings", "Catalog", "create_model", "list_models", "MLLSelector",
            "MLLConfig", "MLLEnsemble", "BatchPredictor", "VlmhubError", "__version__"]
 
-_LAZY = {
+from types import MappingProxyType
+
+_LAZY = MappingProxyType({
+    "Catalog": "vlmhub.models.catalog",
     "Hub": "vlmhub.hub",
     "Task": "vlmhub.tasks",
     "load_task": "vlmhub.tasks",
@@ -24,7 +27,7 @@ _LAZY = {
     "MLLEnsemble": "vlmhub.reuse.ensemble",
     "BatchPredictor": "vlmhub.reuse.batch",
     "VlmhubError": "vlmhub.errors",
-}
+})
 
 
 def __getattr__(name: str):

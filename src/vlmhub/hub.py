@@ -1,4 +1,4 @@
-"""The front door: a :class:`Hub` ties settings, the model registry, the semantic graph and the labels.
+"""The front door: a :class:`Hub` ties settings, the home's model catalog, the semantic graph and the labels.
 
 >>> from vlmhub import Hub, load_task
 >>> hub = Hub()                              # ~/.cache/vlmhub, or VLMHUB_HOME
@@ -18,7 +18,7 @@ from .concepts.graph import SemanticGraph, build_graph, current_graph, current_g
 from .concepts.samples import DEFAULT_SAMPLE_SETS, scan_sample_set
 from .errors import DataError, NotLabeledError
 from .labeling import LabelReport, LabelStore, label_models
-from .models import create_model, get_spec, list_models
+from .models.catalog import Catalog
 from .models.base import ZeroShotModel
 from .reuse.ensemble import DEFAULT_WEIGHTING, MLLEnsemble, Weighting
 from .selection.config import SelectionConfig
@@ -29,26 +29,36 @@ from .tasks import Task
 __all__ = ["Hub", "hub_model_ids"]
 
 
-def hub_model_ids(tags: Sequence[str] = ("default", "user")) -> list[str]:
-    """Registered ids carrying any of ``tags`` (the offline default hub plus user-added models)."""
+def hub_model_ids(tags: Sequence[str] = ("default", "user"), *, catalog: Catalog | None = None) -> list[str]:
+    """Ids in ``catalog`` (the default home's when omitted) carrying any of ``tags`` (the offline default hub
+    plus the home's own models)."""
+    catalog = catalog if catalog is not None else Catalog()
     ids: dict[str, None] = {}
     for t in tags:
-        for i in list_models(tag=t):
+        for i in catalog.ids(tag=t):
             ids.setdefault(i, None)
     return list(ids)
 
 
 class Hub:
-    """A model hub on disk (see :mod:`vlmhub.settings` for its layout)."""
+    """A model hub on disk (see :mod:`vlmhub.settings` for its layout).
 
-    def __init__(self, settings: Settings | None = None, *, model_ids: Sequence[str] | None = None, tags: Sequence[str] = ("default", "user")):
-        self.settings = settings or get_settings()
-        try:
-            from .models.user_hub import load_user_models
+    ``catalog`` is the home's :class:`~vlmhub.models.catalog.Catalog` (built-ins + the home's own models);
+    one is made for ``settings`` when omitted. ``model_ids`` pins the hub's models; otherwise every catalog
+    model tagged with one of ``tags``.
+    """
 
-            load_user_models(self.settings)
-        except ImportError:  # pragma: no cover
-            pass
+    def __init__(self, settings: Settings | None = None, *, catalog: Catalog | None = None,
+                 model_ids: Sequence[str] | None = None, tags: Sequence[str] = ("default", "user")):
+        if settings is None:
+            settings = catalog.settings if catalog is not None else get_settings()
+        self.settings = settings
+        if catalog is not None and Path(catalog.settings.home).resolve() != Path(settings.home).resolve():
+            from .errors import ConfigError
+
+            raise ConfigError(f"the catalog is for the hub at {catalog.settings.home}, not {settings.home}; "
+                              "pass the catalog of this hub's home (or omit it).")
+        self.catalog = catalog if catalog is not None else Catalog(settings)
         self._model_ids = list(model_ids) if model_ids is not None else None
         self.tags = tuple(tags)
         self._models: dict[str, ZeroShotModel] = {}
@@ -57,14 +67,14 @@ class Hub:
     # -- models ------------------------------------------------------------------------------
     @property
     def model_ids(self) -> list[str]:
-        ids = self._model_ids if self._model_ids is not None else hub_model_ids(self.tags)
+        ids = self._model_ids if self._model_ids is not None else hub_model_ids(self.tags, catalog=self.catalog)
         for i in ids:
-            get_spec(i)  # unknown ids fail here with the list of known ones
+            self.catalog.spec(i)  # unknown ids fail here with the list of known ones
         return list(ids)
 
     def model(self, model_id: str) -> ZeroShotModel:
         if model_id not in self._models:
-            self._models[model_id] = create_model(model_id, self.settings)
+            self._models[model_id] = self.catalog.create(model_id)
         return self._models[model_id]
 
     def models(self, ids: Sequence[str] | None = None) -> list[ZeroShotModel]:
@@ -145,14 +155,14 @@ class Hub:
     def predict(self, task: Task, images: Sequence[str | Path], *, k: int = 3, weighting: Weighting = DEFAULT_WEIGHTING,
                 **config) -> list[dict]:
         """Classify image files with the MLL ensemble; one ``{image, class, confidence}`` per image."""
-        from .models.imaging import image_files
+        from .imaging import image_files
 
         files = image_files(images)
         return self.classify(task, [(str(f), f) for f in files], k=k, weighting=weighting, **config)
 
     def classify(self, task: Task, refs: Sequence[tuple[str, object]], *, k: int = 3,
                  weighting: Weighting = DEFAULT_WEIGHTING, **config) -> list[dict]:
-        """Classify ``(id, image)`` refs (image: a path or an :class:`~vlmhub.models.imaging.InMemoryImage`).
+        """Classify ``(id, image)`` refs (image: a path or an :class:`~vlmhub.imaging.InMemoryImage`).
 
         Selects from labels (Eq. 5-7), then runs each used model once per image (Eq. 8-10); one
         ``{image, class, confidence}`` per ref, ``confidence`` being the class's share of Eq. 8's scores.

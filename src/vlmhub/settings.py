@@ -126,12 +126,7 @@ class Settings:
         return replace(self, **changes)
 
 
-_DEFAULT: Settings | None = None
-
-
 def get_settings() -> Settings:
-    """The process-wide default settings (read from the environment on first use, not at import)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = Settings()
-    return _DEFAULT
+    """The default settings, read from the environment at each call (nothing is cached process-wide, so a
+    changed ``VLMHUB_HOME`` takes effect at once and two hubs never share hidden state)."""
+    return Settings()

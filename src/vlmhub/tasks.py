@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Mapping
 
 from .errors import TaskError
-from .models.imaging import IMAGE_EXTENSIONS
+from .imaging import IMAGE_EXTENSIONS
 from .storage.atomic import read_json
 
 __all__ = ["Task", "load_task", "task_images", "LabeledImages"]

@@ -155,7 +155,7 @@ def cmd_predict(args) -> int:
     check_int("--batch-size", args.batch_size, 1, 100_000)
     if args.out:
         _writable_file(args.out, "--out")
-        from ..models.imaging import image_files
+        from ..imaging import image_files
         from ..reuse.batch import BatchPredictor
         from ..reuse.job import predict_to_csv
 

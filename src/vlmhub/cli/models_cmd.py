@@ -24,17 +24,21 @@ __all__ = ["register", "cmd_list", "cmd_add", "cmd_check", "cmd_remove"]
 
 
 def _settings(args: argparse.Namespace):
-    """The settings of this invocation (``args.settings``, else ``--home``, else the defaults); their user models
-    are registered (cheap: specs only), so a hub other than the default one lists and checks its own models."""
-    from ..models.user_hub import load_user_models
+    """The settings of this invocation (``args.settings``, else ``--home``, else the defaults)."""
     from ..settings import Settings, get_settings
 
     settings = getattr(args, "settings", None)
     if settings is None:
         home = getattr(args, "home", None)
         settings = Settings(home=home) if home else get_settings()
-    load_user_models(settings)
     return settings
+
+
+def _catalog(args: argparse.Namespace):
+    """The catalog of this invocation's hub home (built-ins + that home's own models)."""
+    from ..models.catalog import Catalog
+
+    return Catalog(_settings(args))
 
 
 def _budget(args: argparse.Namespace):
@@ -51,10 +55,8 @@ def _fmt(value: Any, spec: str = "") -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every registered model id with family, backbone, parameters and ImageNet top-1."""
-    from ..models.registry import get_spec, list_models
-
-    _settings(args)
-    specs = [get_spec(i) for i in list_models(tag=getattr(args, "tag", None))]
+    catalog = _catalog(args)
+    specs = [catalog.spec(i) for i in catalog.ids(tag=getattr(args, "tag", None))]
     out = sys.stdout
     if getattr(args, "json", False):
         json.dump([s.to_dict() for s in specs], out, indent=1)
@@ -90,10 +92,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Load a registered model and run the admission checks; exit 1 when one fails."""
     from ..models.checker import check_model
-    from ..models.registry import create_model
-
-    settings = _settings(args)
-    model = create_model(args.model_id, settings)
+    model = _catalog(args).create(args.model_id)
     report = check_model(model, budget=_budget(args))
     if getattr(args, "json", False):
         json.dump(report.to_dict(), sys.stdout, indent=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from ..models.imaging import IMAGE_EXTENSIONS
+from ..imaging import IMAGE_EXTENSIONS
 
 __all__ = ["ConceptSampleSet", "scan_sample_set", "DEFAULT_SAMPLE_SETS"]
 

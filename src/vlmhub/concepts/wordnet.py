@@ -9,6 +9,8 @@ renamed into place (atomic).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import functools
 import os
 import shutil
@@ -21,7 +23,7 @@ from ..settings import Settings, get_settings
 __all__ = ["ensure_wordnet", "get_wordnet", "synset_from_wnid", "wnid_of", "synset_name", "synset_caption", "LEXNAMES"]
 
 #: lexnames(5WN): number, lexicographer file, syntactic category (1 noun, 2 verb, 3 adj, 4 adv)
-LEXNAMES = [
+LEXNAMES = (
     "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
     "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
     "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon", "noun.plant", "noun.possession",
@@ -29,10 +31,10 @@ LEXNAMES = [
     "verb.body", "verb.change", "verb.cognition", "verb.communication", "verb.competition", "verb.consumption",
     "verb.contact", "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
     "verb.social", "verb.stative", "verb.weather", "adj.ppl",
-]
-_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
-_REQUIRED = ["data.noun", "index.noun", "data.verb", "index.verb", "data.adj", "index.adj", "data.adv", "index.adv",
-             "noun.exc", "verb.exc", "adj.exc", "adv.exc"]
+)
+_CATEGORY = MappingProxyType({"noun": 1, "verb": 2, "adj": 3, "adv": 4})
+_REQUIRED = ("data.noun", "index.noun", "data.verb", "index.verb", "data.adj", "index.adj", "data.adv", "index.adv",
+             "noun.exc", "verb.exc", "adj.exc", "adv.exc")
 _DEBIAN = Path("/usr/share/wordnet")
 
 
@@ -49,7 +51,7 @@ def ensure_wordnet(settings: Settings | None = None) -> Path:
     """Make sure an nltk-readable WordNet 3.0 exists under ``settings.wordnet_dir``; return its folder."""
     settings = settings or get_settings()
     target = _target(settings)
-    if all((target / f).is_file() for f in _REQUIRED + ["lexnames"]):
+    if all((target / f).is_file() for f in (*_REQUIRED, "lexnames")):
         return target
     source = Path(os.environ.get("VLMHUB_WORDNET_SOURCE", _DEBIAN))
     if all((source / f).is_file() for f in _REQUIRED):

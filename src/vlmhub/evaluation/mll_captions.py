@@ -7,6 +7,8 @@ no overlap get no captions. Used by the benchmark's ``captions=user`` ablation (
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +19,7 @@ from ..tasks import Task
 __all__ = ["MLL_DATASETS", "attach_mll_captions"]
 
 #: shared target -> file stem in mll/captions
-MLL_DATASETS = {"mnist-test": "MNIST", "gtsrb-test": "GTSRB", "fer2013-test": "FER2013", "dtd10": "DTD", "flowers5": "Flowers102"}
+MLL_DATASETS = MappingProxyType({"mnist-test": "MNIST", "gtsrb-test": "GTSRB", "fer2013-test": "FER2013", "dtd10": "DTD", "flowers5": "Flowers102"})
 
 
 def _tokens(name: str) -> set[str]:

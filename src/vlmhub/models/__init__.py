@@ -1,19 +1,21 @@
-"""Zero-shot VLMs: the model interface, the registry and the offline default hub."""
+"""Zero-shot VLMs: the model interface, the built-in model table, per-home catalogs and the offline default hub."""
 
-from .base import ModelSpec, ZeroShotModel, l2_normalize
-from .registry import create_model, get_spec, list_models, register_model, register_spec, unregister_model
+from .base import ModelEntry, ModelSpec, ZeroShotModel, l2_normalize
+from .catalog import Catalog, create_model, get_spec, list_models
+from .registry import builtin_entries, builtin_specs
 from .text import CachedTextEmbedder, HashingEmbedder, SentenceTransformerEmbedder, TextEmbedder, get_text_embedder
 
 __all__ = [
     "ModelSpec",
+    "ModelEntry",
     "ZeroShotModel",
     "l2_normalize",
+    "Catalog",
+    "builtin_entries",
+    "builtin_specs",
     "create_model",
     "get_spec",
     "list_models",
-    "register_model",
-    "register_spec",
-    "unregister_model",
     "TextEmbedder",
     "SentenceTransformerEmbedder",
     "HashingEmbedder",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field, asdict
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-__all__ = ["ModelSpec", "Modality", "ZeroShotModel", "l2_normalize"]
+__all__ = ["ModelSpec", "ModelEntry", "ModelFactory", "ModelOrigin", "Modality", "ZeroShotModel", "l2_normalize"]
 
 
 class Modality(str, Enum):
@@ -52,6 +52,25 @@ class ModelSpec:
         d["tags"] = list(self.tags)
         d["config"] = {k: v for k, v in self.config}
         return d
+
+
+ModelOrigin = Literal["builtin", "user", "runtime"]
+ModelFactory = Callable[["ModelSpec", Any], "ZeroShotModel"]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One catalog entry: a spec, the factory ``factory(spec, settings)`` that builds the model, and where the
+    entry comes from (``builtin``: shipped with vlmhub; ``user``: the home's models.json; ``runtime``:
+    :meth:`Catalog.register <vlmhub.models.catalog.Catalog.register>` on one catalog object)."""
+
+    spec: "ModelSpec"
+    factory: ModelFactory
+    origin: ModelOrigin = "builtin"
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

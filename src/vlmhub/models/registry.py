@@ -1,105 +1,55 @@
-"""Model registry: stable ids -> typed specs and factories (timm's ``@register_model`` pattern).
+"""The built-in model table: stable ids -> typed specs and factories, declarative and import-time free.
 
->>> from vlmhub.models import list_models, create_model
->>> list_models(tag="default")          # the offline default hub
->>> model = create_model("conse-lite0-t10")
+Built-in models (the offline default hub of :mod:`vlmhub.models.offline`, the colour test models of
+:mod:`vlmhub.models.toy`) are declared as tuples of :class:`ModelEntry` by their modules; this module only
+reads those tuples, once, into a read-only mapping. Nothing here can be mutated: a hub home's own models and
+models registered at run time live in that home's :class:`~vlmhub.models.catalog.Catalog`.
 
-A miss raises :class:`~vlmhub.errors.UnknownModelError` listing the known ids.
+>>> from vlmhub.models import Catalog
+>>> catalog = Catalog(settings)              # built-ins + <home>/models.json
+>>> catalog.ids(tag="default")               # the offline default hub
+>>> model = catalog.create("conse-lite0")
+
+The shortcuts :func:`~vlmhub.models.catalog.list_models`, ``get_spec`` and ``create_model`` of
+:mod:`vlmhub.models.catalog` build ``Catalog(settings)`` (the default settings when omitted).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Callable
+import functools
+from types import MappingProxyType
+from typing import Mapping, Sequence
 
 from ..errors import UnknownModelError
-from .base import ModelSpec, ZeroShotModel
+from .base import ModelEntry, ModelFactory, ModelSpec
 
-__all__ = ["register_model", "register_spec", "unregister_model", "list_models", "get_spec", "create_model", "ModelFactory"]
-
-ModelFactory = Callable[..., ZeroShotModel]
+__all__ = ["ModelEntry", "ModelFactory", "builtin_entries", "builtin_specs", "unknown_model_error"]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    spec: ModelSpec
-    factory: ModelFactory
+@functools.lru_cache(maxsize=1)
+def builtin_entries() -> Mapping[str, ModelEntry]:
+    """Every built-in model, by id (read-only; the declaring modules are imported on first call, cheaply)."""
+    from . import offline, toy
+
+    out: dict[str, ModelEntry] = {}
+    for entry in (*offline.builtin_models(), *toy.builtin_models()):
+        if entry.spec.id in out:  # pragma: no cover - a programming error in the built-in tables
+            raise RuntimeError(f"built-in model id {entry.spec.id!r} is declared twice")
+        out[entry.spec.id] = entry
+    return MappingProxyType(out)
 
 
-_REGISTRY: dict[str, _Entry] = {}
-_LOADED = False
+def builtin_specs(tag: str | None = None) -> tuple[ModelSpec, ...]:
+    """Specs of the built-in models, optionally only those tagged ``tag``, sorted by id."""
+    return tuple(e.spec for i, e in sorted(builtin_entries().items()) if tag is None or tag in e.spec.tags)
 
 
-def register_spec(spec: ModelSpec, factory: ModelFactory, *, overwrite: bool = False) -> ModelSpec:
-    """Register ``factory(spec, settings)`` under ``spec.id``."""
-    if spec.id in _REGISTRY and not overwrite and _REGISTRY[spec.id].spec != spec:
-        raise ValueError(f"model id {spec.id!r} is already registered with another spec")
-    _REGISTRY[spec.id] = _Entry(spec, factory)
-    return spec
-
-
-def register_model(*specs: ModelSpec) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator registering one factory under one or more specs."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        for s in specs:
-            register_spec(s, factory)
-        return factory
-
-    return deco
-
-
-def unregister_model(model_id: str) -> None:
-    _REGISTRY.pop(model_id, None)
-
-
-def _ensure_loaded() -> None:
-    global _LOADED
-    if not _LOADED:
-        _LOADED = True
-        from . import offline, toy  # noqa: F401  (registration side effects, no heavy work)
-
-        try:
-            from .user_hub import load_user_models
-        except ImportError:  # pragma: no cover - during bootstrap
-            return
-        load_user_models()
-
-
-def list_models(tag: str | None = None, family: str | None = None) -> list[str]:
-    """Registered ids, optionally only those with ``tag`` (e.g. ``"default"``, ``"test"``) or ``family``."""
-    _ensure_loaded()
-    return sorted(
-        i for i, e in _REGISTRY.items() if (tag is None or tag in e.spec.tags) and (family is None or e.spec.family == family)
-    )
-
-
-def _miss(model_id: str) -> UnknownModelError:
-    known = sorted(_REGISTRY)
-    close = difflib.get_close_matches(model_id, known, n=3)
+def unknown_model_error(model_id: str, known: Sequence[str], where: str = "") -> UnknownModelError:
+    """The error for an id that is not in a catalog: close matches and the known ids."""
+    close = difflib.get_close_matches(str(model_id), list(known), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return UnknownModelError(
-        f"unknown model id {model_id!r}.{hint} Known ids: {', '.join(known)}. "
-        "Run `vlmhub models` to list them, or register the model first."
+        f"unknown model id {model_id!r}{where}.{hint} Known ids: {', '.join(sorted(known))}. "
+        "Run `vlmhub models list` to see them, or add the model with `vlmhub models add SOURCE`."
     )
-
-
-def get_spec(model_id: str) -> ModelSpec:
-    _ensure_loaded()
-    try:
-        return _REGISTRY[model_id].spec
-    except KeyError:
-        raise _miss(model_id) from None
-
-
-def create_model(model_id: str, settings=None) -> ZeroShotModel:
-    """Build the model registered under ``model_id`` (weights load here, never at import)."""
-    _ensure_loaded()
-    try:
-        entry = _REGISTRY[model_id]
-    except KeyError:
-        raise _miss(model_id) from None
-    from ..settings import get_settings
-
-    return entry.factory(entry.spec, settings or get_settings())

@@ -17,8 +17,8 @@ import numpy as np
 from ..errors import ImageError
 from ..storage import EmbeddingTable
 from .base import ZeroShotModel
-from . import imaging
-from .imaging import InMemoryImage, load_image
+from .. import imaging
+from ..imaging import InMemoryImage, load_image
 
 __all__ = ["group_by_trunk", "trunk_features", "embed_images", "ImageRef", "content_key", "preprocess_identity"]
 

@@ -10,26 +10,27 @@ the whole label -> select -> reuse pipeline runs on them in seconds, with no wei
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import re
 from typing import Sequence
 
 import numpy as np
 
 from ..settings import Settings
-from .base import ModelSpec, ZeroShotModel, l2_normalize
-from .registry import register_spec
+from .base import ModelEntry, ModelSpec, ZeroShotModel, l2_normalize
 
-__all__ = ["COLORS", "COLOR_RGB", "ToyColorModel", "TOY_MODELS"]
+__all__ = ["COLORS", "COLOR_RGB", "ToyColorModel", "TOY_MODELS", "builtin_models"]
 
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple")
-COLOR_RGB = {
+COLOR_RGB = MappingProxyType({
     "red": (220, 30, 30),
     "orange": (240, 140, 20),
     "yellow": (235, 225, 40),
     "green": (40, 170, 60),
     "blue": (40, 70, 220),
     "purple": (140, 50, 170),
-}
+})
 
 
 class ToyColorModel(ZeroShotModel):
@@ -71,12 +72,26 @@ class ToyColorModel(ZeroShotModel):
         return l2_normalize(out)
 
 
-TOY_MODELS: list[ModelSpec] = []
-for _name, _blind, _top1 in (("toy-a", ("blue", "purple"), 0.70), ("toy-b", ("red", "orange"), 0.75), ("toy-c", ("green", "yellow"), 0.65)):
-    _spec = ModelSpec(
-        id=_name, family="toy-color", backbone="mean-rgb", embed_dim=len(COLORS),
-        description=f"test colour VLM blind to {_blind[0]}/{_blind[1]}", params_m=0.0, gflops=0.0,
-        imagenet_top1=_top1, image_size=8, tags=("test",), config=(("blind", _blind), ("sigma", 0.25)),
+def _toy(name: str, blind: tuple[str, str], top1: float) -> ModelSpec:
+    return ModelSpec(
+        id=name, family="toy-color", backbone="mean-rgb", embed_dim=len(COLORS),
+        description=f"test colour VLM blind to {blind[0]}/{blind[1]}", params_m=0.0, gflops=0.0,
+        imagenet_top1=top1, image_size=8, tags=("test",), config=(("blind", blind), ("sigma", 0.25)),
     )
-    register_spec(_spec, lambda spec, settings: ToyColorModel(spec, settings))
-    TOY_MODELS.append(_spec)
+
+
+#: three colour VLMs, each blind to two colours (the tiny registered test models)
+TOY_MODELS: tuple[ModelSpec, ...] = (
+    _toy("toy-a", ("blue", "purple"), 0.70),
+    _toy("toy-b", ("red", "orange"), 0.75),
+    _toy("toy-c", ("green", "yellow"), 0.65),
+)
+
+
+def _factory(spec: ModelSpec, settings: Settings) -> ZeroShotModel:
+    return ToyColorModel(spec, settings)
+
+
+def builtin_models() -> tuple[ModelEntry, ...]:
+    """The toy models as catalog entries."""
+    return tuple(ModelEntry(spec, _factory, "builtin") for spec in TOY_MODELS)

@@ -6,7 +6,8 @@
 
 :func:`add_model` loads the model through its adapter (:mod:`vlmhub.models.adapters`), runs the admission
 checks (:func:`vlmhub.models.checker.check_model`) and only if they pass writes the entry to
-``<settings.home>/models.json`` (atomically, under ``models.json.lock``) and registers it. A failing model
+``<settings.home>/models.json`` (atomically, under ``models.json.lock``); the home's
+:class:`~vlmhub.models.catalog.Catalog` reads it from there. A failing model
 raises :class:`~vlmhub.errors.ModelCheckError` whose ``report`` is the :class:`CheckReport`, and
 models.json is left as it was.
 
@@ -16,8 +17,9 @@ models.json (no pickles; one entry per model)::
      "models": [{"id": "...", "source": "open_clip:...", "adapter": "open_clip", "added": "2026-...Z",
                  "checked": true, "check_seconds": 1.2, "spec": {...ModelSpec.to_dict()...}}]}
 
-:func:`load_user_models` (called by the registry on first use) registers every persisted model with a factory
-that rebuilds it from its source; it only reads JSON, it loads no weights.
+:class:`~vlmhub.models.catalog.Catalog` turns every persisted entry into a catalog entry whose factory
+(:func:`user_model_factory`) rebuilds the model from its source; reading the list loads no weights. Nothing
+here keeps state between calls: the file is the only record.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ __all__ = [
     "add_model",
     "remove_model",
     "list_user_models",
-    "load_user_models",
+    "read_models_file",
+    "user_model_factory",
     "models_file",
     "build_from_source",
     "MODELS_FORMAT",
@@ -92,7 +95,7 @@ def _spec_from_dict(d: dict) -> ModelSpec:
     return ModelSpec(**d)
 
 
-def _read(path: Path) -> list[UserModel]:
+def read_models_file(path: Path) -> list[UserModel]:
     """Entries of models.json; a missing file is an empty hub, a malformed one a :class:`ConfigError`."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -154,21 +157,15 @@ def build_from_source(source: str, *, spec: ModelSpec | None = None, model_id: s
     return build_model(source, spec=spec, model_id=model_id, device=_settings(settings).device)
 
 
-def _factory(spec: ModelSpec, settings=None) -> ZeroShotModel:
-    """Registry factory of a user model: rebuild it from the persisted source with the persisted spec."""
+def user_model_factory(spec: ModelSpec, settings=None) -> ZeroShotModel:
+    """Catalog factory of a user model: rebuild it from the persisted source with the persisted spec."""
     return build_from_source(str(spec.cfg("source")), spec=spec, settings=settings)
 
 
-def _registered_elsewhere(model_id: str) -> bool:
-    """Whether ``model_id`` is registered by something other than the user hub (a built-in model)."""
-    from . import registry
+def _is_builtin(model_id: str) -> bool:
+    from .registry import builtin_entries
 
-    try:
-        registry._ensure_loaded()
-    except ImportError:  # pragma: no cover - sibling modules still being written
-        pass
-    entry = registry._REGISTRY.get(model_id)
-    return entry is not None and "user" not in entry.spec.tags
+    return model_id in builtin_entries()
 
 
 def add_model(source: str, *, model_id: str | None = None, settings=None, check: bool = True, budget=None,
@@ -181,7 +178,6 @@ def add_model(source: str, *, model_id: str | None = None, settings=None, check:
     include the zero-shot sanity check (a model that cannot classify colour swatches above chance, e.g. one
     with random weights, is refused) unless ``zero_shot_check=False``.
     """
-    from . import registry
     from .adapters import parse_source
     from .checker import check_model
 
@@ -193,9 +189,9 @@ def add_model(source: str, *, model_id: str | None = None, settings=None, check:
             f"invalid model id {mid!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (--id ID)."
         )
     path = models_file(settings)
-    if any(m.id == mid for m in _read(path)):
+    if any(m.id == mid for m in read_models_file(path)):
         raise ConfigError(f"a user model with id {mid!r} already exists in {path}. Pick another --id, or `vlmhub models remove {mid}` first.")
-    if _registered_elsewhere(mid):
+    if _is_builtin(mid):
         raise ConfigError(f"model id {mid!r} is already taken by a built-in model. Pick another id with --id.")
 
     model = build_from_source(src.source, model_id=mid, settings=settings)
@@ -224,53 +220,28 @@ def add_model(source: str, *, model_id: str | None = None, settings=None, check:
         checked=bool(check),
     )
     with file_lock(_lock_path(path)):
-        models = _read(path)
+        models = read_models_file(path)
         if any(m.id == mid for m in models):  # added concurrently while we were loading/checking
             raise ConfigError(f"a user model with id {mid!r} was added to {path} meanwhile. Pick another --id.")
         _write(path, [*models, entry])
-    registry.register_spec(spec, _factory, overwrite=True)
     return spec
 
 
 def remove_model(model_id: str, *, settings=None) -> ModelSpec:
-    """Remove a user model from models.json and the registry; return its spec."""
-    from . import registry
-
+    """Remove a user model from the home's models.json; return its spec."""
     path = models_file(settings)
     with file_lock(_lock_path(path)):
-        models = _read(path)
+        models = read_models_file(path)
         hit = [m for m in models if m.id == model_id]
         if not hit:
-            if _registered_elsewhere(model_id):
+            if _is_builtin(model_id):
                 raise ConfigError(f"model {model_id!r} is built in, not a user model; only models added with `vlmhub models add` can be removed.")
             known = ", ".join(m.id for m in models) or "none"
             raise UnknownModelError(f"no user model {model_id!r} in {path} (user models: {known}). Run `vlmhub models list`.")
         _write(path, [m for m in models if m.id != model_id])
-    entry = registry._REGISTRY.get(model_id)
-    if entry is not None and "user" in entry.spec.tags:
-        registry.unregister_model(model_id)
     return hit[0].spec
 
 
 def list_user_models(settings=None) -> list[UserModel]:
     """The persisted user models, in the order they were added (reads models.json; loads nothing)."""
-    return _read(models_file(settings))
-
-
-def load_user_models(settings=None) -> list[ModelSpec]:
-    """Register every persisted user model in the registry (cheap: specs only, no weights); return the specs.
-
-    A corrupt models.json raises :class:`ConfigError` naming the file and the fix. A user model whose id is
-    now taken by a built-in model is skipped with a warning.
-    """
-    from . import registry
-
-    out: list[ModelSpec] = []
-    for m in _read(models_file(settings)):
-        entry = registry._REGISTRY.get(m.id)
-        if entry is not None and "user" not in entry.spec.tags:
-            warnings.warn(f"user model {m.id!r} is shadowed by a built-in model of that id and is skipped; re-add it with another --id", stacklevel=2)
-            continue
-        registry.register_spec(m.spec, _factory, overwrite=True)
-        out.append(m.spec)
-    return out
+    return read_models_file(models_file(settings))

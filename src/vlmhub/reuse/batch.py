@@ -4,13 +4,15 @@
 selected models, embed the class names) and then maps *batches* -- dicts of columns, as Ray Data,
 Hugging Face ``datasets`` and pandas hand them out -- to predictions::
 
-    predictor = BatchPredictor({"name": "pets", "classes": ["beagle", "persian cat"]}, k=3)
+    predictor = BatchPredictor({"name": "pets", "classes": ["beagle", "persian cat"]}, hub=Hub(), k=3)
     predictor({"path": ["a.jpg", "b.jpg"]})
     # {"image": array(["a.jpg", "b.jpg"]), "class": array([...]), "confidence": array([...]), "scores": (2, C)}
 
     # the same class scales out with Ray Data (not a dependency of vlmhub):
     ds = ray.data.read_binary_files(folder, include_paths=True)
-    ds.map_batches(BatchPredictor, fn_constructor_kwargs={"task": task_dict}, batch_size=64, concurrency=2)
+    make_hub = functools.partial(Hub, Settings(home="/srv/hub"))      # picklable: each actor builds its own
+    ds.map_batches(BatchPredictor, fn_constructor_kwargs={"task": task_dict, "hub": make_hub},
+                   batch_size=64, concurrency=2)
 
 A batch carries images in a ``"path"`` column (file paths) or a ``"bytes"`` column (encoded image bytes,
 as ``ray.data.read_binary_files(paths, include_paths=True)`` yields; its ``"path"`` then names the rows),
@@ -34,22 +36,24 @@ __all__ = ["BatchPredictor"]
 class BatchPredictor:
     """Select once, then classify batches of images (see module doc).
 
-    ``task`` is a :class:`~vlmhub.tasks.Task` or its dict; ``hub`` a :class:`~vlmhub.hub.Hub` (default: the hub
-    at ``home`` / ``$VLMHUB_HOME``); ``selection`` options are those of :meth:`Hub.select` (``alpha``,
-    ``k_nodes``, ``metric``, ``caption_sources``, ``rendition``, ``normalize_z``).
+    ``task`` is a :class:`~vlmhub.tasks.Task` or its dict; ``hub`` a :class:`~vlmhub.hub.Hub`, or a
+    zero-argument callable returning one (e.g. ``functools.partial(Hub, settings)``, which pickles, for Ray
+    actors); ``selection`` options are those of :meth:`Hub.select` (``alpha``, ``k_nodes``, ``metric``,
+    ``caption_sources``, ``rendition``, ``normalize_z``). This module never imports :mod:`vlmhub.hub`: reuse
+    sits below the hub in the layers (docs/architecture.md).
     """
 
-    def __init__(self, task: Any, *, hub=None, home: str | Path | None = None, k: int = 3,
+    def __init__(self, task: Any, *, hub: Any, k: int = 3,
                  weighting: Weighting = DEFAULT_WEIGHTING, selection: Mapping[str, Any] | None = None) -> None:
-        from ..hub import Hub
-        from ..settings import Settings
         from ..tasks import Task
 
         self.task = task if isinstance(task, Task) else Task.from_dict(task)
         if weighting not in ("entropy", "inverse_entropy", "uniform"):
             raise TaskError(f"unknown weighting {weighting!r}; use inverse_entropy (default), entropy or uniform.")
         if hub is None:
-            hub = Hub(Settings(home=Path(home)) if home is not None else None)
+            raise TaskError("BatchPredictor needs hub=Hub(settings) (or a callable returning one, for Ray actors).")
+        if not hasattr(hub, "select") and callable(hub):
+            hub = hub()
         self.hub = hub
         self.k = k
         self.weighting = weighting
@@ -71,7 +75,7 @@ class BatchPredictor:
     @staticmethod
     def refs(batch: Mapping[str, Sequence]) -> list[tuple[str, Any]]:
         """``(id, image)`` refs of a batch with a ``path`` or ``bytes`` column (and an optional ``id`` column)."""
-        from ..models.imaging import InMemoryImage
+        from ..imaging import InMemoryImage
 
         if not isinstance(batch, Mapping):
             raise DataError("a batch must be a dict of columns with a \"path\" or \"bytes\" column.")

@@ -96,7 +96,7 @@ class MLLEnsemble:
 
     def scores(self, images: Sequence) -> np.ndarray:
         """Eq. 8 confidences (N x C) for image paths or ``(id, image)`` refs (image: a path or an
-        :class:`~vlmhub.models.imaging.InMemoryImage`)."""
+        :class:`~vlmhub.imaging.InMemoryImage`)."""
         from ..models.runner import embed_images
 
         refs = _as_refs(images)

@@ -56,6 +56,7 @@ import numpy as np
 
 from ..storage.atomic import atomic_write_npz
 from ..storage.embeddings import NPZ_ERRORS
+from .equations import class_estimates, reuse_scores
 
 __all__ = [
     "INDEX_FORMAT",
@@ -611,8 +612,6 @@ class FastEq5:
     def estimate(self, class_emb: np.ndarray, node_emb: np.ndarray, *, k_nodes: int = 5, alpha: float = 0.7,
                  metric: Metric = "precision", normalize_z: bool = False) -> dict:
         """``selected, Z, sims, top, P, p, r`` as in ``MLLSelector.estimate`` (``top``: C x k_nodes)."""
-        from .mll import class_estimates, reuse_scores
-
         selected, Z, sims, top = fast_transfer_matrix(class_emb, node_emb, k_nodes, normalize=normalize_z)
         P = self.precision_matrix(selected, metric)
         p_my = class_estimates(P, Z)

@@ -27,6 +27,7 @@ from ..models.text import CachedTextEmbedder, get_text_embedder
 from ..settings import Settings, get_settings
 from ..tasks import Task
 from .captions import DEFAULT_SOURCES, CaptionSource, class_captions
+from .equations import class_estimates, reuse_scores, top_k_models
 
 __all__ = [
     "transfer_matrix",
@@ -72,27 +73,6 @@ def node_precision(
     # one implementation: the decision is exact and shape-independent (float32 BLAS rounding depends on the
     # batch; ties go to the lower node), so the fast path and this reference agree bit for bit
     return exact_node_precision(image_emb, caption_emb, membership, metric=metric)
-
-
-def class_estimates(P: np.ndarray, Z: np.ndarray) -> np.ndarray:
-    """Eq. 6: ``p_{m,y} = sum_v p_{m,v} z_{vy}`` for all models at once (M x S) @ (S x C)."""
-    return np.asarray(P, np.float64) @ np.asarray(Z, np.float64)
-
-
-def reuse_scores(p_my: np.ndarray, alpha: float) -> np.ndarray:
-    """Eq. 7: ``r_{m,y} = alpha p_{m,y} + (1 - alpha) / |Y_T| sum_{y'} p_{m,y'}``."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    p_my = np.asarray(p_my, np.float64)
-    return alpha * p_my + (1 - alpha) * p_my.mean(axis=1, keepdims=True)
-
-
-def top_k_models(r: np.ndarray, k: int) -> np.ndarray:
-    """Indices (C x k) of the k highest ``r_{m,y}`` per class, ties resolved by model order."""
-    if k < 1:
-        raise ValueError("k must be >= 1")
-    k = min(k, r.shape[0])
-    return np.argsort(-r, axis=0, kind="stable")[:k].T
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Endpoints (JSON in, JSON out; the interactive schema is at ``/docs``):
 ====== ============================ ===========================================================
 GET    ``/v1/health``               status, version, hub home, model and labeled-model counts
 GET    ``/v1/models``               the hub's models with their specs and whether they are labeled
+GET    ``/v1/models/{model_id}``    one model of this hub (404 problem body for a model of no catalog here)
 POST   ``/v1/select``               ``{"task", "k", "config"}`` -> per-class top-k models (Eq. 5-7)
 POST   ``/v1/predict``              ``{"task", "images": [{"name", "data": base64}], "k", "weighting"}``
 GET    ``/v1/tables``               performance tables and selectors this server offers
@@ -118,6 +119,10 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     @app.get("/v1/models")
     def models() -> dict:
         return svc().models()
+
+    @app.get("/v1/models/{model_id}")
+    def model(model_id: str) -> dict:
+        return svc().model(model_id)
 
     @app.post("/v1/select")
     def select(req: SelectIn) -> dict:

@@ -15,6 +15,8 @@ usual :class:`~vlmhub.errors.VlmhubError` subclasses; the web layer maps them to
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import base64
 import binascii
 import threading
@@ -33,8 +35,8 @@ __all__ = ["VlmhubService", "ServiceLimits", "BUILTIN_TABLES"]
 #: client-supplied path)
 BUILTIN_TABLES = ("openclip", "lovm")
 
-_SELECTION_KEYS = {"alpha": float, "k_nodes": int, "metric": str, "caption_sources": tuple, "rendition": str,
-                   "normalize_z": bool}
+_SELECTION_KEYS = MappingProxyType({"alpha": float, "k_nodes": int, "metric": str, "caption_sources": tuple,
+                                    "rendition": str, "normalize_z": bool})
 
 
 @dataclass(frozen=True)
@@ -96,17 +98,29 @@ class VlmhubService:
         except NotLabeledError:  # no graph yet
             return set()
 
-    def models(self) -> dict:
-        from ..models import get_spec
+    @staticmethod
+    def _model_json(spec, labeled: bool, origin: str) -> dict:
+        return {"id": spec.id, "family": spec.family, "backbone": spec.backbone, "embed_dim": spec.embed_dim,
+                "imagenet_top1": spec.imagenet_top1, "tags": list(spec.tags), "labeled": labeled,
+                "description": spec.description, "origin": origin, "params_m": spec.params_m,
+                "gflops": spec.gflops, "image_size": spec.image_size, "pretrained": spec.pretrained}
 
+    def models(self) -> dict:
+        """The hub's models (this home's catalog only) with their specs and whether they are labeled."""
+        catalog = self.hub.catalog
         labeled = self._labeled()
-        out = []
-        for i in self.hub.model_ids:
-            spec = get_spec(i)
-            out.append({"id": i, "family": spec.family, "backbone": spec.backbone, "embed_dim": spec.embed_dim,
-                        "imagenet_top1": spec.imagenet_top1, "tags": list(spec.tags), "labeled": i in labeled,
-                        "description": spec.description})
-        return {"models": out}
+        return {"models": [self._model_json(catalog.spec(i), i in labeled, catalog.origin(i)) for i in self.hub.model_ids]}
+
+    def model(self, model_id: str) -> dict:
+        """One model of this hub; an id that is not one of this home's hub models is an
+        :class:`~vlmhub.errors.UnknownModelError` (404)."""
+        from ..models.registry import unknown_model_error
+
+        ids = self.hub.model_ids
+        if model_id not in ids:
+            raise unknown_model_error(model_id, ids, " in this hub")
+        catalog = self.hub.catalog
+        return self._model_json(catalog.spec(model_id), model_id in self._labeled(), catalog.origin(model_id))
 
     def list_tables(self) -> dict:
         from ..tables import DEFAULT_SELECTOR, list_selectors
@@ -156,7 +170,7 @@ class VlmhubService:
 
     def decode_images(self, images: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
         """``[{"name", "data": base64}]`` -> ``(id, InMemoryImage)`` refs, each decoded once to validate it."""
-        from ..models.imaging import InMemoryImage, load_image
+        from ..imaging import InMemoryImage, load_image
 
         if not isinstance(images, (list, tuple)) or not images:
             raise DataError("no images to classify. Send \"images\": [{\"name\": ..., \"data\": <base64>}, ...].")

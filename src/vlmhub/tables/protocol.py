@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import TableError
 from .metrics import METRIC_NAMES, TargetMetrics, target_metrics
 from .records import PerformanceTable
-from .selectors.base import TableSelector, get_selector
+from .selectors import TableSelector, get_selector
 
 __all__ = ["TargetResult", "SelectorResult", "target_indices", "leave_one_dataset_out", "run_benchmark", "SUMMARY_METRICS"]
 

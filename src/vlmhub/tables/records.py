@@ -211,7 +211,7 @@ def task_from_dict(obj: Mapping[str, object], *, source: str = "task description
     )
 
 
-_IMAGENET_KEYS = {"imagenet1k", "imagenet", "imagenet_1k", "ilsvrc2012"}
+_IMAGENET_KEYS = frozenset({"imagenet1k", "imagenet", "imagenet_1k", "ilsvrc2012"})
 
 
 def canonical_dataset_key(name: str) -> str:

@@ -26,8 +26,8 @@ __all__ = [
     "field_similarity",
 ]
 
-_MEMO: dict[tuple[str, str], np.ndarray] = {}
 _MEMO_LIMIT = 200_000
+_MEMO_ATTR = "_vlmhub_text_memo"
 
 
 def resolve_embedder(embedder):
@@ -40,19 +40,26 @@ def resolve_embedder(embedder):
 
 
 def embed_texts(embedder, texts: Sequence[str]) -> np.ndarray:
-    """L2-normalised float32 embeddings of ``texts``, memoised per ``(embedder.id, text)``."""
+    """L2-normalised float32 embeddings of ``texts``, memoised per text on the embedder object itself (so the
+    memo lives exactly as long as the embedder, and two embedders never share one)."""
     emb = resolve_embedder(embedder)
-    eid = str(getattr(emb, "id", type(emb).__name__))
-    todo = list(dict.fromkeys(t for t in texts if (eid, t) not in _MEMO))
+    memo = getattr(emb, _MEMO_ATTR, None)
+    if memo is None:
+        memo = {}
+        try:
+            object.__setattr__(emb, _MEMO_ATTR, memo)
+        except (AttributeError, TypeError):  # an embedder with __slots__: no memo
+            pass
+    todo = list(dict.fromkeys(t for t in texts if t not in memo))
     if todo:
         vecs = np.asarray(emb.encode(todo), dtype=np.float32)
-        if len(_MEMO) + len(todo) > _MEMO_LIMIT:
-            _MEMO.clear()
+        if len(memo) + len(todo) > _MEMO_LIMIT:
+            memo.clear()
         for t, v in zip(todo, vecs):
-            _MEMO[(eid, t)] = v
+            memo[t] = v
     if not texts:
         return np.zeros((0, int(getattr(emb, "dim", 0) or 0)), dtype=np.float32)
-    return np.stack([_MEMO[(eid, t)] for t in texts])
+    return np.stack([memo[t] for t in texts])
 
 
 @dataclass(frozen=True, eq=False)

@@ -45,7 +45,6 @@ from .sources import OpenClipSource, parse_source
 
 __all__ = ["OpenClipModel", "import_open_clip"]
 
-_REGISTERED_CONFIGS: set[str] = set()
 _LOCK = threading.Lock()
 
 _TORCHVISION_FIX = (
@@ -73,14 +72,15 @@ def import_open_clip():
 
 
 def _register_arch_json(open_clip, path: str) -> str:
-    """Register a custom model-config JSON with open_clip (once per process) and return its name."""
+    """Register a custom model-config JSON with open_clip and return its name.
+
+    open_clip's config registry is process-wide and keyed by file stem; the file is (re-)added on every load,
+    so of two configs with one stem the one being loaded is the one used (adding is a cheap JSON read)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"open_clip model config {p} does not exist. Check the path in the model source.")
     with _LOCK:
-        if str(p) not in _REGISTERED_CONFIGS:
-            open_clip.add_model_config(p)
-            _REGISTERED_CONFIGS.add(str(p))
+        open_clip.add_model_config(p)
     if p.stem not in open_clip.list_models():
         raise ConfigError(
             f"{p} is not an open_clip model config (it needs the keys 'embed_dim', 'vision_cfg' and 'text_cfg')."

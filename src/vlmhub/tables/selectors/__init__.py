@@ -17,16 +17,8 @@ name                method
 
 from __future__ import annotations
 
-from .base import (
-    TableSelector,
-    fill_missing,
-    get_selector,
-    list_selectors,
-    model_meta_features,
-    register_selector,
-    selector_info,
-    zscore_columns,
-)
+from .base import TableSelector, fill_missing, model_meta_features, register_selector, zscore_columns
+from .registry import get_selector, list_selectors, selector_info, selector_params
 
 __all__ = [
     "TableSelector",
@@ -34,6 +26,7 @@ __all__ = [
     "get_selector",
     "list_selectors",
     "selector_info",
+    "selector_params",
     "fill_missing",
     "zscore_columns",
     "model_meta_features",
@@ -42,11 +35,3 @@ __all__ = [
 
 DEFAULT_SELECTOR = "vlmhub"
 
-
-def _load_all() -> None:
-    """Import the selector modules (registration by decorator; cheap, torch is imported lazily)."""
-    from . import baselines, fennec, learned, mll  # noqa: F401
-    try:
-        from . import vlmhub_selector  # noqa: F401
-    except ImportError:  # pragma: no cover - during development
-        pass

@@ -1,4 +1,4 @@
-"""The selector interface and the registry.
+"""The selector interface (the registry of built-in selectors is :mod:`vlmhub.tables.selectors.registry`).
 
 A selector follows scikit-learn's conventions: the constructor only stores hyper-parameters,
 :meth:`TableSelector.fit` learns from a *history* :class:`~vlmhub.tables.PerformanceTable` (every dataset
@@ -21,16 +21,10 @@ from ..records import ModelInfo, PerformanceTable, TaskDescription
 __all__ = [
     "TableSelector",
     "register_selector",
-    "get_selector",
-    "list_selectors",
-    "selector_info",
     "fill_missing",
     "zscore_columns",
     "model_meta_features",
 ]
-
-_REGISTRY: dict[str, type["TableSelector"]] = {}
-
 
 class TableSelector:
     """Base class of every table selector (see the module docstring)."""
@@ -103,36 +97,21 @@ class TableSelector:
         return [(ids[i], float(s[i])) for i in order]
 
 
+_MARK = "_vlmhub_builtin_selector"
+
+
 def register_selector(cls: type[TableSelector]) -> type[TableSelector]:
-    """Class decorator: register a selector under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
+    """Class decorator marking a built-in selector; :mod:`~vlmhub.tables.selectors.registry` collects the marked
+    classes of the selector modules by ``cls.name`` (nothing is mutated at import)."""
+    if not (isinstance(cls, type) and issubclass(cls, TableSelector)):
+        raise TypeError(f"register_selector decorates TableSelector subclasses, not {cls!r}")
+    setattr(cls, _MARK, cls.name)
     return cls
 
 
-def list_selectors() -> list[str]:
-    from . import _load_all
-
-    _load_all()
-    return list(_REGISTRY)
-
-
-def selector_info() -> dict[str, type[TableSelector]]:
-    from . import _load_all
-
-    _load_all()
-    return dict(_REGISTRY)
-
-
-def get_selector(name: str, **params) -> TableSelector:
-    """A new selector by registry name, e.g. ``get_selector("mll", embedder="hashing256")``."""
-    from . import _load_all
-
-    _load_all()
-    if name not in _REGISTRY:
-        raise TableError(f"unknown selector {name!r}; choose one of: {', '.join(_REGISTRY)}")
-    cls = _REGISTRY[name]
-    valid = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    return cls(**{k: v for k, v in params.items() if k in valid})
+def is_registered(cls: object) -> bool:
+    """Whether ``cls`` itself (not merely a base class) was decorated with :func:`register_selector`."""
+    return isinstance(cls, type) and cls.__dict__.get(_MARK) == getattr(cls, "name", None)
 
 
 # -- shared helpers (pure) ------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ...errors import TableError
 from ..text import class_overlap, dataset_similarity, embed_task, field_similarity
 from .base import TableSelector, register_selector, ridge_fit, zscore_columns
 
-__all__ = ["VlmhubSelector", "VlmhubOverlapSelector", "RankEnsembleSelector", "agreement_kernel"]
+__all__ = ["VlmhubSelector", "VlmhubOverlapSelector", "agreement_kernel"]
 
 
 def _pair_design(sims, rel_a: np.ndarray, rel_b: np.ndarray) -> np.ndarray:
@@ -203,39 +203,3 @@ def _quality(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         warnings.simplefilter("ignore")
         tw = stats.weightedtau(y, s).statistic
     return float(np.nan_to_num(tw)), float((y.max() - y[int(np.argmax(s))]) * 100.0)
-
-
-@register_selector
-class RankEnsembleSelector(TableSelector):
-    """Equal-weight average of the members' within-task ranks (normalised to [0, 1]).
-
-    Default members: ``vlmhub`` (INB anchor + calibrated kernel), ``mll`` (caption matching) and
-    ``guided-fm`` (feature factorization machine) -- three different signals. Members that cannot serve a
-    table (no features / no ImageNet column) are skipped.
-    """
-
-    name = "vlmhub-ensemble"
-    paper = "new in vlmhub (this project)"
-    summary = "rank average of vlmhub, mll and guided-fm"
-
-    def __init__(self, embedder="minilm", members: tuple[str, ...] = ("vlmhub", "mll", "guided-fm")) -> None:
-        self.embedder = embedder
-        self.members = tuple(members)
-
-    def _fit(self, history: PerformanceTable) -> None:
-        from .base import get_selector
-
-        self.members_ = []
-        for m in self.members:
-            sel = get_selector(m, embedder=self.embedder)
-            if sel.requires_features and not history.features:
-                continue
-            self.members_.append(sel.fit(history))
-
-    def _score(self, task: TaskDescription, features) -> np.ndarray:
-        total = np.zeros(self.history_.n_models)
-        for sel in self.members_:
-            s = sel.score(task, features=features)
-            s = np.where(np.isfinite(s), s, -np.inf)
-            total += stats.rankdata(s) / len(s)
-        return total / max(len(self.members_), 1)

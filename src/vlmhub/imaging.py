@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ImageError
+from .errors import ImageError
 
 __all__ = ["load_image", "to_rgb", "resize_center_crop", "to_tensor_normalized", "IMAGE_EXTENSIONS", "InMemoryImage",
            "image_files", "DECODE_VERSION", "DEFAULT_MAX_IMAGE_PIXELS"]
@@ -64,7 +64,7 @@ def load_image(path: "str | os.PathLike | InMemoryImage", max_pixels: int | None
     from PIL import Image, UnidentifiedImageError
 
     if max_pixels is None:
-        from ..settings import get_settings
+        from .settings import get_settings
 
         max_pixels = get_settings().max_image_pixels
     limit = int(max_pixels)
