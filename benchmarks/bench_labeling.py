@@ -4,11 +4,11 @@ Run:  python benchmarks/bench_labeling.py [--n 128] [--batch 64] [--backbones li
       python benchmarks/bench_labeling.py --smoke   # 4 synthetic images, conse-lite0 only (a slow test runs it)
 
 Real images: the first ``--n`` files of ``<data>/images/imagenet-sample`` (``get_settings().images_dir``).
-Per backbone (the hub's three models conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
+Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
 
 * ``raw fwd``     the trunk's forward on already preprocessed tensors (batches of ``--batch``), the ceiling;
 * ``prep``        decode + resize + normalise on one thread (the labeler runs it in one background thread);
-* ``heads``       the three models' ``project_image`` on the trunk output;
+* ``heads``       the models' ``project_image`` on the trunk output;
 * ``label``       ``label_models`` end to end on a temporary hub whose graph holds the N images (captions
                    pre-encoded so text is not timed): decode, forward, heads, shard writes;
 * ``ratio``       label / raw fwd (goal >= 0.9) and the split of the labeling wall time.
