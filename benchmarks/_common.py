@@ -18,7 +18,12 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["pin_threads", "thread_report", "timeit", "rss_mb", "SyntheticHub", "make_synthetic_hub", "fmt_ms"]
+__all__ = ["pin_threads", "thread_report", "timeit", "rss_mb", "SyntheticHub", "make_synthetic_hub", "fmt_ms",
+           "SKIP_EXIT", "skip", "synthetic_images", "make_toy_hub", "synthetic_table"]
+
+#: exit status of a benchmark that cannot run here (e.g. ``--smoke`` without the shared data); the smoke test
+#: turns it into a pytest skip with the printed ``SKIP:`` reason
+SKIP_EXIT = 77
 
 
 def pin_threads(n: int = 1) -> None:
@@ -171,3 +176,88 @@ def make_synthetic_hub(home: Path, n_nodes: int, n_models: int, *, dim: int = 38
         lab.mark_complete(spec, graph.version, n_images=len(image_ids), n_nodes=V)
         ids.append(mid)
     return SyntheticHub(settings, graph, tuple(ids), node_emb, latent, dim, time.perf_counter() - t0)
+
+
+# -- small hermetic inputs for --smoke modes ---------------------------------------------------------------
+def skip(reason: str) -> None:
+    """Print ``SKIP: reason`` and exit with :data:`SKIP_EXIT` (a benchmark that cannot run here)."""
+    print(f"SKIP: {reason}", flush=True)
+    raise SystemExit(SKIP_EXIT)
+
+
+def synthetic_images(folder: Path, n: int, *, size: int = 32, seed: int = 0) -> list[tuple[str, Path]]:
+    """``n`` small PNG images (noisy solid colours) under ``folder``, as ``(id, path)`` refs."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    refs = []
+    for i in range(n):
+        rgb = rng.integers(0, 256, 3)
+        arr = np.clip(rgb[None, None, :] + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+        path = folder / f"img{i:04d}.png"
+        Image.fromarray(arr).save(path)
+        refs.append((f"synthetic/{path.name}", path))
+    return refs
+
+
+def make_toy_hub(home: Path, *, per_concept: int = 4, per_class: int = 4):
+    """A labeled hub of the three toy colour models (tag ``test``) under ``home``, and a colour target task.
+
+    The concept samples are noisy swatches in WordNet-id folders of the six colours (the tests' colour data);
+    WordNet comes from ``$VLMHUB_WORDNET`` or is copied into ``home`` on first use. Returns ``(hub, task
+    folder)``. Seconds, no weights, no shared data.
+    """
+    import json
+
+    from PIL import Image
+
+    from vlmhub.hub import Hub
+    from vlmhub.models.toy import COLOR_RGB
+    from vlmhub.settings import Settings
+
+    wnids = {"red": "n04962784", "orange": "n04965179", "yellow": "n04965661", "green": "n04967191",
+             "blue": "n04968895", "purple": "n04970059"}
+    rng = np.random.default_rng(0)
+    samples, task = home / "data" / "color-samples", home / "data" / "color-task"
+
+    def swatch(rgb):
+        arr = np.clip(np.asarray(rgb, float)[None, None, :] + rng.normal(0, 12, (16, 16, 3)), 0, 255)
+        return Image.fromarray(arr.astype(np.uint8))
+
+    for name, wnid in wnids.items():
+        (samples / wnid).mkdir(parents=True, exist_ok=True)
+        (task / name).mkdir(parents=True, exist_ok=True)
+        for j in range(per_concept):
+            swatch(COLOR_RGB[name]).save(samples / wnid / f"s{j}.png")
+        for j in range(per_class):
+            swatch(COLOR_RGB[name]).save(task / name / f"t{j}.png")
+    (samples / "dataset.json").write_text(json.dumps({"name": "color-samples", "kind": "concept-samples",
+                                                      "classes": list(wnids.values())}))
+    (task / "dataset.json").write_text(json.dumps({"name": "color-task", "domain": "color swatch",
+                                                   "task": "color recognition", "classes": list(wnids)}))
+    hub = Hub(Settings(home=home / "hub", data_dir=None), model_ids=["toy-a", "toy-b", "toy-c"])
+    hub.label(sample_sets=[samples], progress=False)
+    return hub, task
+
+
+def synthetic_table():
+    """A 12-model x 7-dataset performance table with known structure (photo vs digit specialists)."""
+    from vlmhub.tables import ModelInfo, PerformanceTable, TaskDescription
+
+    rng = np.random.default_rng(0)
+    animals = ("dog", "cat", "horse", "sheep", "cow", "tiger", "lion", "zebra")
+    models = tuple(ModelInfo(f"m{i}", arch="ViT-B-32" if i < 6 else "RN50", family="ViT" if i < 6 else "RN",
+                             pretraining_data="laion2b" if i < 6 else "openai", params_m=100.0 + 10 * i, gflops=5.0 + i)
+                   for i in range(12))
+    photo = [TaskDescription("ImageNet 1k", "natural photograph", "object recognition", animals)]
+    photo += [TaskDescription(f"animals{k}", "natural photograph of animals", "animal recognition", animals[k: k + 5])
+              for k in range(3)]
+    digit = [TaskDescription(f"digits{k}", "handwritten digit image", "digit classification", tuple("0123456789"))
+             for k in range(3)]
+    acc = np.zeros((12, 7))
+    for i in range(12):
+        g, r = divmod(i, 6)
+        for j in range(7):
+            acc[i, j] = (0.75 if (g == 0) == (j < 4) else 0.35) + 0.03 * r + rng.normal(0, 0.003)
+    return PerformanceTable("synthetic", models, tuple(photo + digit), np.clip(acc, 0, 1), reference="ImageNet 1k")

@@ -1,13 +1,14 @@
 """Labeling throughput per trunk of the offline hub vs the backbone's raw batched forward.
 
 Run:  python benchmarks/bench_labeling.py [--n 128] [--batch 64] [--backbones lite0 lite1 lite2] [--threads 1]
+      python benchmarks/bench_labeling.py --smoke   # 4 synthetic images, conse-lite0 only (a slow test runs it)
 
 Real images: the first ``--n`` files of ``<data>/images/imagenet-sample`` (``get_settings().images_dir``).
-Per backbone (the hub's three models conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
+Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
 
 * ``raw fwd``     the trunk's forward on already preprocessed tensors (batches of ``--batch``), the ceiling;
 * ``prep``        decode + resize + normalise on one thread (the labeler runs it in one background thread);
-* ``heads``       the three models' ``project_image`` on the trunk output;
+* ``heads``       the models' ``project_image`` on the trunk output;
 * ``label``       ``label_models`` end to end on a temporary hub whose graph holds the N images (captions
                    pre-encoded so text is not timed): decode, forward, heads, shard writes;
 * ``ratio``       label / raw fwd (goal >= 0.9) and the split of the labeling wall time.
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import pin_threads, rss_mb, thread_report  # noqa: E402
+from _common import pin_threads, rss_mb, skip, synthetic_images, thread_report  # noqa: E402
 
 
 def _images(n: int) -> list[tuple[str, Path]]:
@@ -50,7 +51,7 @@ def _graph(refs):
     return SemanticGraph((node,), {r[0]: str(r[1]) for r in refs}, ("bench",), len(refs))
 
 
-def bench_backbone(backbone: str, refs, batch: int, tmp: Path) -> dict:
+def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse", "label", "wnhier")) -> dict:
     from vlmhub.labeling.labeler import label_models
     from vlmhub.models import create_model
     from vlmhub.models.runner import _prep_batch
@@ -58,7 +59,7 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path) -> dict:
 
     base = get_settings()
     settings = Settings(home=tmp / f"hub-{backbone}", data_dir=base.data_dir, wordnet_dir=base.wordnet_dir, batch_size=batch)
-    models = [create_model(f"{fam}-{backbone}", settings) for fam in ("conse", "label", "wnhier")]
+    models = [create_model(f"{fam}-{backbone}", settings) for fam in families]
     trunk = models[0]
     graph = _graph(refs)
     for m in models:  # load weights, class-text matrices and the caption cache before timing
@@ -100,22 +101,36 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path) -> dict:
     return {"n": n, "prep": t_prep, "fwd": t_fwd, "heads": t_heads, "label": t_label, "write": t_write}
 
 
-def main() -> None:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--backbones", nargs="+", default=["lite0", "lite1", "lite2"])
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    ap.add_argument("--families", nargs="+", default=["conse", "label", "wnhier"], help="heads on each trunk")
+    ap.add_argument("--smoke", action="store_true",
+                    help="4 synthetic images, batch 4, conse-lite0 only (its 1,000 class texts are encoded once: ~10 s)")
+    args = ap.parse_args(argv)
     pin_threads(args.threads)
     print(thread_report())
-    refs = _images(args.n)
-    print(f"{len(refs)} real images from imagenet-sample, batch {args.batch}; figures in images/s")
-    print(f"{'trunk':<18}{'raw fwd':>9}{'prep':>8}{'heads':>8}{'label':>8}{'ratio':>7}   labeling wall time split (serial estimate)")
     tmp = Path(tempfile.mkdtemp(prefix="vlmhub-bench-label-"))
     try:
+        if args.smoke:
+            args.n, args.batch, args.backbones, args.families = 4, 4, ["lite0"], ["conse"]
+            refs = synthetic_images(tmp / "images", args.n)
+            print(f"{len(refs)} SYNTHETIC images (smoke), batch {args.batch}; figures in images/s")
+        else:
+            refs = _images(args.n)
+            print(f"{len(refs)} real images from imagenet-sample, batch {args.batch}; figures in images/s")
+        print(f"{'trunk':<18}{'raw fwd':>9}{'prep':>8}{'heads':>8}{'label':>8}{'ratio':>7}   "
+              "labeling wall time split (serial estimate)")
         for b in args.backbones:
-            r = bench_backbone(b, refs, args.batch, tmp)
+            try:
+                r = bench_backbone(b, refs, args.batch, tmp, args.families)
+            except ImportError as exc:  # the weights' package (MissingExtraError is an ImportError)
+                if args.smoke:
+                    skip(f"efficientnet-{b} weights are not installed: {exc}")
+                raise
             n = r["n"]
             ips = {k: n / r[k] for k in ("prep", "fwd", "heads", "label", "write")}
             serial = r["fwd"] + r["heads"] + r["write"]
@@ -127,7 +142,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"peak RSS {rss_mb():.0f} MB")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,6 +1,16 @@
-"""The exact fast path of Eq. 5 (vlmhub.selection.fastpath) against the reference, on random and real labels."""
+"""The exact fast path of Eq. 5-7 (vlmhub.selection.fastpath) against an independent reference.
+
+The reference is ``benchmarks/reference_mll.py``: Eq. 5-7 written out directly over the labels (loops over
+models, nodes and images; it imports nothing from vlmhub, so it shares no code with the fast path). The
+shipped ``vlmhub.selection.mll`` functions now delegate to the fast path, so they are checked against the
+reference too, never against each other. A hand-worked case pins the numbers themselves.
+"""
 
 from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +21,13 @@ from vlmhub.selection.fastpath import (
     FastEq5,
     GraphMembership,
     canonical_argmax,
-    exact_node_precision,
     fast_transfer_matrix,
     stable_topk,
 )
 from vlmhub.selection.mll import node_precision, transfer_matrix
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reference_mll as ref  # noqa: E402
 
 
 def _norm(a):
@@ -36,12 +48,27 @@ def _membership(rng, V, N, shared=True):
                            tuple(f"k{v}" for v in range(V)))
 
 
-def _reference(mem, emb, S, metric, fn):
+def _node_images(mem):
+    return [mem.indices[mem.indptr[v]:mem.indptr[v + 1]].tolist() for v in range(mem.n_nodes)]
+
+
+def _reference(mem, emb, S, metric):
+    """Eq. 5 of one model by the independent reference."""
+    img, cap = emb
+    return ref.node_precision(img, cap, _node_images(mem), [int(v) for v in S], metric)
+
+
+def _assert_same_P(got, want, metric):
+    if metric == "precision":  # tp / |X_v|: the same two integers, so the same float
+        assert np.array_equal(got, want)
+    else:  # F1 from the same counts; the formula's evaluation order may differ in the last bit
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def _shipped_pairs(mem, S):
     pos, rows, _ = mem.pairs(S)
     U, inv = np.unique(rows, return_inverse=True)
-    pairs = list(zip(pos.tolist(), inv.tolist()))
-    img, cap = emb
-    return fn(img[U], cap[S], pairs, metric=metric)
+    return U, list(zip(pos.tolist(), inv.tolist()))
 
 
 def _random_hub(rng, V, N, D, M, dup=0, zeros=False):
@@ -60,7 +87,7 @@ def _random_hub(rng, V, N, D, M, dup=0, zeros=False):
 
 @pytest.mark.parametrize("L", [3, 64])
 @pytest.mark.parametrize("kind", ["dense", "dup", "sparse"])
-def test_equals_canonical_reference_bit_for_bit(L, kind):
+def test_equals_independent_reference(L, kind):
     rng = np.random.default_rng(hash((L, kind)) % 2**32)
     V, N, D, M = 120, 90, 12, 3
     mem = _membership(rng, V, N)
@@ -73,10 +100,10 @@ def test_equals_canonical_reference_bit_for_bit(L, kind):
             P = fe.precision_matrix(S, metric)
             fallbacks += fe.last_stats.fallback
             for m in range(M):
-                ref = _reference(mem, embs[m], S, metric, exact_node_precision)
-                assert np.array_equal(P[m], ref), (kind, L, metric, m, S)
-                if kind == "dense":  # no float32 near-ties: the shipped float32 reference agrees too
-                    assert np.array_equal(P[m], _reference(mem, embs[m], S, metric, node_precision))
+                want = _reference(mem, embs[m], S, metric)
+                _assert_same_P(P[m], want, metric)
+                U, pairs = _shipped_pairs(mem, S)  # the public per-model function gives the same numbers
+                _assert_same_P(node_precision(embs[m][0][U], embs[m][1][S], pairs, metric=metric), want, metric)
     if L == 3:
         assert fallbacks > 0  # truncated lists exercised the exact fallback
 
@@ -94,7 +121,7 @@ def test_hypothesis_random_cases(seed, L, metric):
     S = np.unique(rng.choice(V, int(rng.integers(1, V + 1))))
     P = fe.precision_matrix(S, metric)
     for m in range(2):
-        assert np.array_equal(P[m], _reference(mem, embs[m], S, metric, exact_node_precision))
+        _assert_same_P(P[m], _reference(mem, embs[m], S, metric), metric)
 
 
 def test_ties_go_to_the_lowest_node_and_index_is_a_canonical_prefix():
@@ -124,19 +151,58 @@ def test_save_load_round_trip_and_memory(tmp_path):
         ConfuserIndex.load(tmp_path / "bad.npz")
 
 
-def test_transfer_matrix_and_topk_identical():
+def test_transfer_matrix_and_topk_equal_the_reference():
     rng = np.random.default_rng(5)
     for C, V, k in [(7, 300, 5), (30, 100, 1), (4, 10, 20)]:
         ce, ne = _norm(rng.standard_normal((C, 6))), _norm(rng.standard_normal((V, 6)))
         ne[3] = ne[V - 1]  # tied nodes
         ce[0] = ne[3]
         for normalize in (False, True):
-            sel, Z, sims = transfer_matrix(ce, ne, k, normalize=normalize)
-            sel2, Z2, sims2, top = fast_transfer_matrix(ce, ne, k, normalize=normalize)
-            assert np.array_equal(sel, sel2) and np.array_equal(Z, Z2) and np.array_equal(sims, sims2)
+            want_sel, want_Z, want_sims, want_top = ref.transfer_matrix(ce, ne, k, normalize=normalize)
+            sel, Z, sims, top = fast_transfer_matrix(ce, ne, k, normalize=normalize)
+            assert np.array_equal(sel, want_sel) and np.array_equal(top, want_top)
+            np.testing.assert_allclose(sims, want_sims, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(Z, want_Z, rtol=0, atol=1e-12)
             assert np.array_equal(top, np.argsort(-sims, axis=1, kind="stable")[:, :k])
+            sel3, Z3, _ = transfer_matrix(ce, ne, k, normalize=normalize)  # the public function
+            assert np.array_equal(sel3, want_sel) and np.allclose(Z3, want_Z, rtol=0, atol=1e-12)
     s = np.array([[0.0, 1.0, 1.0, 0.5, 1.0] * 20])
     assert np.array_equal(stable_topk(s, 4), np.argsort(-s, axis=1, kind="stable")[:, :4])
+
+
+def test_hand_worked_eq5_to_7():
+    """Numbers worked by hand (3 nodes in 2-d, 2 classes, 1 model); see the comments."""
+    h = math.sqrt(0.5)
+    node_emb = np.array([[1.0, 0.0], [0.0, 1.0], [h, h]])  # node captions at 0, 90 and 45 degrees
+    class_emb = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # k_nodes=2: class 0 -> nodes 0 (sim 1), 2 (sim h); class 1 -> nodes 1 (1), 2 (h); V^Selected = {0, 1, 2}
+    # X_0 = {image 0}, X_1 = {image 1}, X_2 = {images 0, 1, 2}
+    mem = GraphMembership(("i0", "i1", "i2"), np.array([0, 1, 2, 5]), np.array([0, 1, 0, 1, 2], np.int32),
+                          ("k0", "k1", "k2"))
+    img = np.array([[0.9, 0.1], [0.1, 0.9], [0.7, 0.7]], np.float32)
+    cap = node_emb.astype(np.float32)
+    # predictions: image 0 -> node 0 (0.9 > 0.9h + 0.1h = 0.707), image 1 -> node 1, image 2 -> node 2 (0.99 > 0.7)
+    fe = FastEq5.from_embeddings(mem, ["m"], [(img, cap)], L=2)
+    est = fe.estimate(class_emb, node_emb, k_nodes=2, alpha=0.7, metric="precision")
+    assert est["selected"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(est["Z"], [[1, 0], [0, 1], [h, h]], atol=1e-15)
+    # Eq. 5: p_0 = 1/1, p_1 = 1/1, p_2 = |{image 2}| / 3 = 1/3
+    np.testing.assert_allclose(est["P"], [[1, 1, 1 / 3]], atol=1e-15)
+    # Eq. 6: p_y0 = 1 * 1 + (1/3) * h; p_y1 the same. Eq. 7: both classes equal, so r = p
+    np.testing.assert_allclose(est["p"], [[1 + h / 3, 1 + h / 3]], atol=1e-12)
+    np.testing.assert_allclose(est["r"], [[1 + h / 3, 1 + h / 3]], atol=1e-12)
+    # F1 counts predictions per (node, image) pair: node 0 is predicted for (0, image 0) and (2, image 0):
+    # precision 1/2, recall 1 -> F1 2/3; node 1 likewise; node 2 only for (2, image 2): precision 1,
+    # recall 1/3 -> F1 1/2
+    np.testing.assert_allclose(fe.precision_matrix(np.array([0, 1, 2]), "f1"), [[2 / 3, 2 / 3, 0.5]], atol=1e-12)
+    # Eq. 7 with unequal classes: a second model that gets only node 0 right
+    img2 = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]], np.float32)  # everything -> node 0
+    fe2 = FastEq5.from_embeddings(mem, ["m2"], [(img2, cap)], L=2)
+    e2 = fe2.estimate(class_emb, node_emb, k_nodes=2, alpha=0.7)
+    # P = [1, 0, 0]; p = [1, 0]; r_y0 = 0.7 * 1 + 0.3 * (1 + 0) / 2 = 0.85; r_y1 = 0 + 0.15 = 0.15
+    np.testing.assert_allclose(e2["P"], [[1, 0, 0]], atol=1e-15)
+    np.testing.assert_allclose(e2["r"], [[0.85, 0.15]], atol=1e-12)
+    assert ref.main(["--smoke"]) == 0  # the reference passes its own hand-worked self-check
 
 
 def test_toy_hub_matches_reference_and_caches(toy_hub, color_data):
@@ -152,27 +218,25 @@ def test_toy_hub_matches_reference_and_caches(toy_hub, color_data):
     cache = settings.cache_dir / "fastpath" / graph.version
     assert sorted(p.name for p in cache.glob("*.npz")) == [f"{m}.npz" for m in ids]
     task = load_task(color_data["task"])
+    mem = fe.membership
+    labels = [(store.label(m).images.get(list(mem.image_ids)), store.label(m).captions.get(list(mem.caption_keys)))
+              for m in ids]
     for metric in ("precision", "f1"):
         sel = toy_hub.selector(metric=metric)
-        ref = sel.estimate(task)
         class_emb, _ = sel.task_embeddings(task)
-        est = fe.estimate(class_emb, sel.node_emb_, k_nodes=sel.config.k_nodes, alpha=sel.config.alpha, metric=metric)
-        assert np.array_equal(est["selected"], ref["selected"]) and np.array_equal(est["Z"], ref["Z"])
-        mem = fe.membership
-        for m, mid in enumerate(ids):
-            img, cap = store.label(mid).images.get(list(mem.image_ids)), store.label(mid).captions.get(list(mem.caption_keys))
-            assert np.array_equal(est["P"][m], _reference(mem, (img, cap), est["selected"], metric, exact_node_precision))
-            # the shipped float32 path may differ only where its own argmax is a float32 near-tie (toy models
-            # have blind spots: identical embeddings, so exact ties that float32 sgemm breaks arbitrarily)
-            pos, rows, _ = mem.pairs(est["selected"])
-            U = np.unique(rows)
-            s32 = img[U] @ cap[est["selected"]].T
-            p32, pc = np.argmax(s32, axis=1), canonical_argmax(img[U], cap[est["selected"]])
-            diff = np.flatnonzero(p32 != pc)
-            r = np.arange(len(U))[diff]
-            assert np.all(np.abs(s32[r, p32[diff]] - s32[r, pc[diff]]) <= 1e-6)
-            if len(diff) == 0:
-                assert np.array_equal(est["P"][m], ref["P"][m])
+        cfg = sel.config
+        want = ref.reference_estimate(class_emb, sel.node_emb_, _node_images(mem), labels, k_nodes=cfg.k_nodes,
+                                      alpha=cfg.alpha, metric=metric, normalize_z=cfg.normalize_z)
+        est = fe.estimate(class_emb, sel.node_emb_, k_nodes=cfg.k_nodes, alpha=cfg.alpha, metric=metric,
+                          normalize_z=cfg.normalize_z)
+        shipped = sel.estimate(task)  # what select() ranks by
+        for got in (est, shipped):
+            assert np.array_equal(got["selected"], want.selected)
+            _assert_same_P(got["P"], want.P, metric)
+            for key in ("Z", "p", "r"):
+                np.testing.assert_allclose(got[key], getattr(want, key), rtol=0, atol=1e-12)
+        # toy models are blind to colour pairs: exact ties between distinct nodes happen, and still agree
+        assert want.P.shape == (3, len(want.selected)) and np.ptp(want.r) > 0
     again = FastEq5.from_labels(store, ids, graph, settings, L=4)  # from the cache
     assert np.array_equal(again.ranks, fe.ranks)
     stale = FastEq5.from_labels(store, ids, graph, settings, L=6)  # another L: rebuilt, not reused

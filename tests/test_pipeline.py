@@ -66,7 +66,7 @@ def test_selection_avoids_each_models_blind_spot(toy_hub, color_data):
     assert {"id", "score"} <= set(d["classes"][0]["models"][0])
 
 
-def test_reuse_runs_each_model_once_and_beats_inb(toy_hub, color_data):
+def test_reuse_beats_inb_and_single_models(toy_hub, color_data):
     task = load_task(color_data["task"])
     res = evaluate_task(task, toy_hub.models(), toy_hub.selector(), toy_hub.settings, progress=False)
     acc = res.accuracy
@@ -76,6 +76,60 @@ def test_reuse_runs_each_model_once_and_beats_inb(toy_hub, color_data):
     assert acc["oracle_per_class"] >= acc["best_single"]
     preds = toy_hub.predict(task, [color_data["task"] / "blue"], k=1)
     assert sum(p["class"] == "blue" for p in preds) >= 8
+
+
+def _counting_toy(model_id):
+    """A real toy colour model that records every image its trunk sees and every row its head projects."""
+    from vlmhub.models import get_spec
+    from vlmhub.models.toy import ToyColorModel
+
+    class CountingToy(ToyColorModel):
+        def __init__(self, spec):
+            super().__init__(spec)
+            self.seen: list[bytes] = []  # one entry per preprocessed image (its pixels)
+            self.trunk_rows = 0
+            self.head_rows = 0
+
+        def preprocess(self, image):
+            self.seen.append(image.convert("RGB").tobytes())
+            return super().preprocess(image)
+
+        def image_features(self, pixels):
+            self.trunk_rows += int(pixels.shape[0])
+            return super().image_features(pixels)
+
+        def project_image(self, features):
+            self.head_rows += len(features)
+            return super().project_image(features)
+
+    return CountingToy(get_spec(model_id))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_ensemble_runs_each_selected_model_once_per_image(toy_hub, color_data, k):
+    from PIL import Image
+
+    from vlmhub.reuse.ensemble import MLLEnsemble
+
+    task = load_task(color_data["task"])
+    sel = toy_hub.select(task, k=k)
+    used = set(sel.used_models())
+    assert used == {m for y in range(len(task.classes)) for m in sel.members(y)}
+    models = {m: _counting_toy(m) for m in ("toy-a", "toy-b", "toy-c")}
+    files = [f for c in task.classes for f in sorted((color_data["task"] / c).iterdir())[:3]]
+    pixels = []
+    for f in files:
+        with Image.open(f) as im:
+            pixels.append(im.convert("RGB").tobytes())
+    assert len(set(pixels)) == len(files)  # distinct swatches: a repeat would show
+    scores = MLLEnsemble(sel, models).scores(files)
+    assert scores.shape == (len(files), len(task.classes))
+    for m, model in models.items():
+        if m in used:  # once per image, however many classes chose it
+            assert sorted(model.seen) == sorted(pixels), m
+            assert model.trunk_rows == model.head_rows == len(files), m
+        else:
+            assert model.seen == [] and model.trunk_rows == model.head_rows == 0, m
 
 
 def test_labeling_is_incremental_when_images_are_added(toy_hub, color_data, tmp_path):

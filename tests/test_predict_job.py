@@ -13,6 +13,8 @@ from vlmhub.errors import DataError
 from vlmhub.reuse import BatchPredictor, predict_to_csv
 from vlmhub.tasks import load_task
 
+from mll_by_hand import ensemble_by_hand
+
 TOYS = "toy-a,toy-b,toy-c"
 
 
@@ -34,14 +36,21 @@ def predictor(toy_hub, color_data):
     return BatchPredictor(load_task(color_data["task"]), hub=toy_hub, k=2)
 
 
-def test_batch_predictor_matches_hub_predict_for_paths_and_bytes(predictor, toy_hub, color_data):
+def _by_hand(toy_hub, color_data, files, k=2):
+    task = load_task(color_data["task"])
+    sel = toy_hub.select(task, k=k)
+    members = [sel.members(y) for y in range(len(task.classes))]
+    return ensemble_by_hand({m: toy_hub.model(m) for m in TOYS.split(",")}, members, list(task.classes), files)
+
+
+def test_batch_predictor_equals_eq8_10_by_hand_for_paths_and_bytes(predictor, toy_hub, color_data):
     files = _files(color_data, per_class=2)
-    want = toy_hub.predict(load_task(color_data["task"]), files, k=2)
+    want = _by_hand(toy_hub, color_data, files)
     by_path = predictor({"path": np.array([str(f) for f in files])})
     assert by_path["image"].tolist() == [str(f) for f in files]
     assert by_path["class"].tolist() == [r["class"] for r in want]
     np.testing.assert_allclose(by_path["confidence"], [r["confidence"] for r in want], rtol=1e-6)
-    assert by_path["scores"].shape == (len(files), 6)
+    np.testing.assert_allclose(by_path["scores"], [r["scores"] for r in want], rtol=1e-5, atol=1e-8)  # float32 encoders
     by_bytes = predictor({"bytes": [f.read_bytes() for f in files], "id": [f.name for f in files]})
     assert by_bytes["image"].tolist() == [f.name for f in files]
     assert by_bytes["class"].tolist() == by_path["class"].tolist()
@@ -55,15 +64,16 @@ def test_batch_predictor_matches_hub_predict_for_paths_and_bytes(predictor, toy_
         predictor({"path": [str(files[0]), str(files[1])], "id": ["a"]})
 
 
-def test_job_writes_the_same_rows_as_predict(predictor, toy_hub, color_data, tmp_path):
+def test_job_writes_eq8_10_by_hand(predictor, toy_hub, color_data, tmp_path):
     files = _files(color_data, per_class=3)
     out_dir = tmp_path / "out"
     rep = predict_to_csv(predictor, files, out_dir / "p.csv", batch_size=5, progress=False)
     assert (rep.images, rep.computed, rep.resumed) == (18, 18, 0)
     rows = _rows(out_dir / "p.csv")
     assert rows[0] == ["image", "class", "confidence"]
-    want = toy_hub.predict(load_task(color_data["task"]), files, k=2)
+    want = _by_hand(toy_hub, color_data, files)
     assert [r[:2] for r in rows[1:]] == [[w["image"], w["class"]] for w in want]
+    np.testing.assert_allclose([float(r[2]) for r in rows[1:]], [w["confidence"] for w in want], rtol=1e-5)
     assert sorted(p.name for p in out_dir.iterdir()) == ["p.csv"]  # nothing left beside it
 
 

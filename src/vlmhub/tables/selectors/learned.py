@@ -79,7 +79,7 @@ class GuidedFMSelector(TableSelector):
     def __init__(
         self,
         embedder="minilm",
-        rank: int = 8,
+        fm_rank: int = 8,
         text_dims: int = 8,
         use_model_id: bool = True,
         epochs: int = 400,
@@ -89,7 +89,7 @@ class GuidedFMSelector(TableSelector):
         class_limit: int = 64,
     ) -> None:
         self.embedder = embedder
-        self.rank = rank
+        self.fm_rank = fm_rank  # not `rank`: that would shadow TableSelector.rank()
         self.text_dims = text_dims
         self.use_model_id = use_model_id
         self.epochs = epochs
@@ -131,8 +131,8 @@ class GuidedFMSelector(TableSelector):
         self.w0_ = torch.zeros(1, requires_grad=True)
         self.wm_ = torch.zeros(dm, requires_grad=True)
         self.wd_ = torch.zeros(dd, requires_grad=True)
-        self.Vm_ = (0.01 * torch.randn(dm, self.rank, generator=g)).requires_grad_(True)
-        self.Vd_ = (0.01 * torch.randn(dd, self.rank, generator=g)).requires_grad_(True)
+        self.Vm_ = (0.01 * torch.randn(dm, self.fm_rank, generator=g)).requires_grad_(True)
+        self.Vd_ = (0.01 * torch.randn(dd, self.fm_rank, generator=g)).requires_grad_(True)
         Xm = torch.tensor(mf, dtype=torch.float32)
         Xd = torch.tensor(dfeat, dtype=torch.float32)
         Y = torch.tensor(np.where(ok, y - self.y_mu_, 0.0), dtype=torch.float32)
