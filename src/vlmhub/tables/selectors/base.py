@@ -111,7 +111,10 @@ def register_selector(cls: type[TableSelector]) -> type[TableSelector]:
 
 def is_registered(cls: object) -> bool:
     """Whether ``cls`` itself (not merely a base class) was decorated with :func:`register_selector`."""
-    return isinstance(cls, type) and cls.__dict__.get(_MARK) == getattr(cls, "name", None)
+    if not isinstance(cls, type):
+        return False
+    mark = cls.__dict__.get(_MARK)
+    return mark is not None and mark == getattr(cls, "name", None)
 
 
 # -- shared helpers (pure) ------------------------------------------------------------------------------
