@@ -23,7 +23,7 @@ from pathlib import Path
 
 __all__ = ["register", "cmd_score_study", "DEFAULT_TARGETS"]
 
-DEFAULT_TARGETS = "cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5"
+DEFAULT_TARGETS = "cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5"  # = evaluation.benchmark.DEFAULT_TARGETS
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
