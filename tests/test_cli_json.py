@@ -65,7 +65,20 @@ def _same(a: Any, b: Any, path: str = "$") -> list[str]:
             if (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
                 return []
         return [f"{path}: {a!r} != golden {b!r}"]
+    if isinstance(a, str) and isinstance(b, str) and "\n" in b and "," in b and a != b:  # a CSV: cell by cell
+        return _same(_cells(a), _cells(b), path)
     return [] if a == b else [f"{path}: {a!r} != golden {b!r}"]
+
+
+def _cells(text: str) -> list[list[Any]]:
+    """CSV text as rows of cells, numbers as floats (so a last-bit difference is not a change)."""
+    def cell(c: str) -> Any:
+        try:
+            return float(c)
+        except ValueError:
+            return c
+
+    return [[cell(c) for c in line.split(",")] for line in text.splitlines()]
 
 
 def _check_golden(name: str, value: Any) -> None:
