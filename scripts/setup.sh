@@ -4,12 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: WordNet 3.0 (the semantic graph), PostgreSQL 15 (the shared-hub database; tests
+# start a throwaway cluster), chromium + chromium-driver (browser tests of the web pages).
+need=()
 if [ ! -f /usr/share/wordnet/data.noun ] && [ -z "${VLMHUB_WORDNET_SOURCE:-}" ]; then
+  need+=(wordnet-base wordnet-sense-index)
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql); fi
+if ! command -v chromium >/dev/null 2>&1; then need+=(chromium); fi
+if ! command -v chromedriver >/dev/null 2>&1; then need+=(chromium-driver); fi
+if [ "${#need[@]}" -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  echo "setup: installing Debian WordNet 3.0 (wordnet-base, wordnet-sense-index)" >&2
+  echo "setup: installing Debian packages: ${need[*]}" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 PY="${PYTHON:-python3}"
@@ -20,9 +29,9 @@ fi
 
 stamp=".venv/.vlmhub-setup-$(cat pyproject.toml scripts/setup.sh | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing torch 2.13.0 (CPU) and vlmhub[test]" >&2
+  echo "setup: installing torch 2.13.0 (CPU) and vlmhub[test,ray]" >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ray]"
   rm -f .venv/.vlmhub-setup-*
   touch "$stamp"
 fi
