@@ -79,7 +79,7 @@ def test_cross_fitting_never_tests_on_training_images():
 
 def test_cross_fit_uses_only_training_rows(monkeypatch):
     """Spy on fit_logistic: the rows it is trained on never include the rows predicted in that fold."""
-    import vlmhub.evaluation.score_study as ss
+    import vlmhub.evaluation.score_study.protocol as ss
 
     x, y = _blobs(n_per_class=10, C=3, D=5)
     x = np.column_stack([x, np.arange(y.size)])  # last column identifies the row
@@ -199,7 +199,7 @@ def test_study_target_on_synthetic_models():
 
 
 def test_run_score_study_toy_hub_end_to_end(toy_hub, color_data, tmp_path):
-    from vlmhub.cli.study_cmd import report_markdown, write_outputs
+    from vlmhub.evaluation.score_study import report_markdown, write_outputs
     from vlmhub.evaluation.score_study import run_score_study
     from vlmhub.tasks import load_task
 

@@ -7,10 +7,11 @@
 
 For every target (a shared target name or a task folder) the labeled hub's models are scored by every
 selector on probe sets of each size, and the scores are compared with the models' true zero-shot and
-cross-fitted linear-probe accuracy (:mod:`vlmhub.evaluation.score_study`). Prints a Markdown table
+cross-fitted linear-probe accuracy (:func:`vlmhub.evaluation.score_study.run_score_study`). Prints a Markdown table
 (or JSON with ``--json``); ``--out DIR`` also writes ``score_study.md``, ``score_study_rows.csv``,
 ``score_study_summary.csv``, ``score_study_truth.csv``, ``score_study.json`` and ``score_study.png``
-atomically. Bad input raises :class:`~vlmhub.errors.VlmhubError` (``cli/main.py`` exits 2).
+atomically (:func:`~vlmhub.evaluation.score_study.write_outputs`). This module only parses
+arguments and renders the library's result. Bad input raises :class:`~vlmhub.errors.VlmhubError` (``cli/main.py`` exits 2).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["register", "cmd_score_study", "DEFAULT_TARGETS", "write_outputs", "report_markdown"]
+__all__ = ["register", "cmd_score_study", "DEFAULT_TARGETS"]
 
-DEFAULT_TARGETS = "cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5"
+DEFAULT_TARGETS = "cifar10-test,mnist-test,gtsrb-test,fer2013-test,dtd10,flowers5"  # = evaluation.benchmark.DEFAULT_TARGETS
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -52,61 +53,8 @@ def _task(arg: str, settings):
     return task
 
 
-def report_markdown(result) -> str:
-    """The full Markdown report of a :class:`~vlmhub.evaluation.score_study.StudyResult`."""
-    cfg = result.config
-    fwd = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.forward_seconds_per_image.items()) or "not measured"
-    parts = [
-        f"Targets: {', '.join(t.truth.target for t in result.targets)}; shots {list(cfg.shots)}, {cfg.repeats} seed(s), "
-        f"up to {cfg.eval_per_class} evaluation and {cfg.pool_size} probe-pool images per class, "
-        f"{cfg.folds}-fold cross-fitted linear probe (L2 {cfg.l2}).",
-        f"Forward time per image (uncached, per trunk): {fwd}.",
-        *[f"{n}." for n in result.notes],
-        "",
-        "## Summary (means over targets and seeds)",
-        "",
-        result.summary_markdown(),
-        "",
-        "## Kendall τ vs zero-shot accuracy, per target",
-        "",
-        result.target_markdown("tau_zs"),
-        "",
-        "## Kendall τ vs linear-probe accuracy, per target",
-        "",
-        result.target_markdown("tau_lp"),
-        "",
-        "## Regret (zero-shot accuracy of the best model − of the pick), per target",
-        "",
-        result.target_markdown("regret"),
-        "",
-        "## Truth",
-        "",
-        result.truth_markdown(),
-        "",
-    ]
-    return "\n".join(parts)
-
-
-def write_outputs(result, out: Path) -> list[Path]:
-    """Write the report, CSVs, JSON and plot into ``out`` atomically; returns the paths."""
-    from ..evaluation.score_study import render_plot
-    from ..storage.atomic import atomic_write_bytes, atomic_write_text
-
-    out = Path(out)
-    paths = [
-        atomic_write_text(out / "score_study.md", "# Score study\n\n" + report_markdown(result)),
-        atomic_write_text(out / "score_study_rows.csv", result.rows_csv()),
-        atomic_write_text(out / "score_study_summary.csv", result.summary_csv()),
-        atomic_write_text(out / "score_study_truth.csv", result.truth_csv()),
-        atomic_write_text(out / "score_study.json", json.dumps(result.to_dict(), indent=1) + "\n"),
-        atomic_write_bytes(out / "score_study.png", render_plot(result, "tau_zs")),
-        atomic_write_bytes(out / "score_study_lp.png", render_plot(result, "tau_lp")),
-    ]
-    return paths
-
-
 def cmd_score_study(args: argparse.Namespace) -> int:
-    from ..evaluation.score_study import StudyConfig, run_score_study
+    from ..evaluation.score_study import StudyConfig, report_markdown, run_score_study, write_outputs
     from ..hub import Hub
     from ..settings import get_settings
 

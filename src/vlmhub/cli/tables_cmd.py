@@ -7,7 +7,8 @@
 
 TABLE is ``openclip``, ``lovm`` (the shared tables) or a CSV in the generic long format (docs/tables.md).
 Bad input raises :class:`~vlmhub.errors.TableError` / :class:`~vlmhub.errors.TaskError`; ``cli/main.py``
-turns them into a one-line message and exit code 2.
+turns them into a one-line message and exit code 2. The computation is :func:`vlmhub.tables.benchmark_tables`
+and :func:`vlmhub.tables.rank_table_models`; this module parses arguments and renders their results.
 """
 
 from __future__ import annotations
@@ -27,80 +28,47 @@ def _data_dir(args: argparse.Namespace):
     return getattr(args, "data_dir", None)
 
 
-def _selector_names(text: str | None, default: list[str]) -> list[str]:
-    from ..errors import TableError
-    from ..tables import list_selectors
-
-    if not text:
-        return default
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    known = list_selectors()
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise TableError(f"unknown selector(s) {', '.join(bad)}; choose from: {', '.join(known)}")
-    return names
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
 def cmd_benchmark_tables(args: argparse.Namespace) -> int:
-    """Leave-one-dataset-out benchmark of the chosen selectors on each table; reports and optional files."""
-    from ..errors import TableError
-    from ..storage.atomic import atomic_write_bytes, atomic_write_text
-    from ..tables import DEFAULT_SELECTOR, get_selector, list_selectors, load_table, run_benchmark
-    from ..tables.report import csv_report, markdown_report, plot_png, summary_json
+    """Leave-one-dataset-out benchmark of the chosen selectors on each table (:func:`vlmhub.tables.benchmark_tables`)."""
+    from ..tables import benchmark_tables
 
-    names = _selector_names(args.selectors, list_selectors())
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
-    results = []
-    for spec in args.tables:
-        table = load_table(spec, data_dir=_data_dir(args))
-        if not quiet:
-            print(f"# {table.summary()}", file=sys.stderr)
-        sels = [get_selector(n, embedder=args.embedder) for n in names]
-        res = run_benchmark(table, sels, progress=None)
-        if not res:
-            raise TableError(f"none of the selectors {', '.join(names)} can run on table {table.name!r}")
-        results.extend(res)
-    md = markdown_report(results, DEFAULT_SELECTOR)
+    progress = None if quiet else (lambda summary: print(f"# {summary}", file=sys.stderr))
+    result = benchmark_tables(args.tables, _names(args.selectors), embedder=args.embedder, data_dir=_data_dir(args),
+                              progress=progress)
     if args.out:
-        out = Path(args.out)
-        atomic_write_text(out / "tables_benchmark.md", md)
-        atomic_write_text(out / "tables_benchmark.csv", csv_report(results))
-        atomic_write_text(out / "tables_summary.json", json.dumps(summary_json(results, DEFAULT_SELECTOR), indent=1) + "\n")
-        atomic_write_bytes(out / "tables_benchmark.png", plot_png(results))
+        result.write(Path(args.out))
     if args.json:
-        json.dump(summary_json(results, DEFAULT_SELECTOR), sys.stdout, indent=1)
+        json.dump(result.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(md)
+        sys.stdout.write(result.markdown())
         if args.out:
             print(f"wrote tables_benchmark.md/.csv/.png and tables_summary.json to {args.out}")
     return 0
 
 
 def cmd_rank_models(args: argparse.Namespace) -> int:
-    """Rank a table's models for a new task described only by a task JSON file."""
-    from ..tables import DEFAULT_SELECTOR, get_selector, load_table, load_task_json
-
+    """Rank a table's models for a new task described only by a task JSON file (:func:`vlmhub.tables.rank_table_models`)."""
     from ..errors import TableError
+    from ..tables import check_selector_names, load_table, load_task_json, rank_table_models
 
     if args.top is not None and args.top < 1:
         raise TableError(f"--top must be a whole number >= 1 (got {args.top}); omit it to list every model.")
+    if args.selector:
+        check_selector_names([args.selector])
     task = load_task_json(args.task)
     table = load_table(args.table, data_dir=_data_dir(args))
-    name = args.selector or DEFAULT_SELECTOR
-    _selector_names(name, [])
-    # the selectors refuse what they cannot do (INB without an ImageNet column, ModelGPT without the
-    # task's per-model features) with a TableError that names the fix
-    ranked = get_selector(name, embedder=args.embedder).fit(table).rank(task)
-    if args.top is not None:
-        ranked = ranked[: args.top]
+    ranking = rank_table_models(table, task, args.selector, top=args.top, embedder=args.embedder)
     if args.json:
-        json.dump({"task": task.name, "table": table.name, "selector": name, "models": [{"id": i, "score": s} for i, s in ranked]}, sys.stdout, indent=1)
+        json.dump(ranking.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        print(f"{name} ranking of {table.n_models} models from {table.name} for {task.name!r}:")
-        for k, (i, s) in enumerate(ranked, 1):
-            print(f"{k:4d}  {s:+.4f}  {i}")
+        print(ranking.format())
     return 0
 
 

@@ -13,23 +13,35 @@ cached under the hub), selection reads labels only. Methods:
                   other half, both ways (a label-using reference)
 ``MLL_k1/k3``     label-free selection + reuse (Eq. 5-10)
 ``oracle_per_class`` every class served by its best model (label-using upper reference)
+
+:func:`run_mll_benchmark` runs all of it on a hub and returns a frozen :class:`BenchmarkResult`;
+:mod:`vlmhub.evaluation.benchmark_report` renders it (Markdown, CSV, plots, ``summary.json``) for
+``vlmhub benchmark``. Spearman correlations follow :mod:`vlmhub.ranking`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import DataError
 from ..models.base import ZeroShotModel
+from ..ranking import spearman_rho
 from ..reuse.ensemble import DEFAULT_WEIGHTING, ensemble_scores
 from ..tasks import LabeledImages, Task, task_images
 from .evaluate import accuracy, inb_model, model_probabilities, per_class_recall
 
 __all__ = ["TargetData", "load_target", "method_accuracies", "growth_curve", "label_quality", "Variant",
-           "default_ablations", "run_ablations", "crossfit_best_single", "caption_accuracy", "spearman"]
+           "default_ablations", "run_ablations", "crossfit_best_single", "caption_accuracy", "spearman",
+           "mll_accuracy", "modelgpt_picks", "DEFAULT_TARGETS", "BenchmarkConfig", "AccuracyRow", "LabelQuality",
+           "BenchmarkResult", "run_mll_benchmark"]
+
+#: the shared target tasks ``vlmhub benchmark``, ``score-study`` and ``demo`` run on by default
+DEFAULT_TARGETS = ("cifar10-test", "mnist-test", "gtsrb-test", "fer2013-test", "dtd10", "flowers5")
 
 
 @dataclass
@@ -60,12 +72,9 @@ def load_target(task: Task, models: Sequence[ZeroShotModel], settings, *, limit_
 
 
 def spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return float("nan")
-    return float(spearmanr(a, b).statistic)
+    """Spearman's rho of ``a`` (the estimate) against ``b`` (the truth), :func:`vlmhub.ranking.spearman_rho`
+    (NaN where the truth is constant, 0 where only the estimate is)."""
+    return spearman_rho(a, b)
 
 
 def mll_accuracy(data: TargetData, r: np.ndarray, ids: Sequence[str], k: int, weighting: str = DEFAULT_WEIGHTING) -> float:
@@ -268,3 +277,151 @@ def run_ablations(hub, variants: Sequence[Variant], data_list: Sequence[TargetDa
         if progress:
             progress(1)
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole benchmark on a hub
+# ---------------------------------------------------------------------------------------------
+
+_WEIGHTINGS = ("entropy", "inverse_entropy", "uniform")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """What :func:`run_mll_benchmark` measures. Invalid values raise :class:`~vlmhub.errors.DataError`."""
+
+    limit_per_class: int | None = 50  # seeded images per class and target (None: all)
+    orders: int = 30  # random hub orders of the growth curve
+    weighting: str = DEFAULT_WEIGHTING  # reuse weighting of every MLL ensemble (Eq. 9)
+    ablations: bool = True  # also run :func:`default_ablations` (labels only)
+    growth_k: int = 3  # models per class of the growth curve's MLL ensemble
+
+    def __post_init__(self) -> None:
+        if self.limit_per_class is not None and (isinstance(self.limit_per_class, bool) or self.limit_per_class < 1):
+            raise DataError(f"limit_per_class must be a whole number >= 1 or None for every image, got {self.limit_per_class!r}")
+        if isinstance(self.orders, bool) or self.orders < 1:
+            raise DataError(f"orders (random hub orders of the growth curve) must be >= 1, got {self.orders!r}")
+        if self.weighting not in _WEIGHTINGS:
+            raise DataError(f"unknown weighting {self.weighting!r}; use one of {', '.join(_WEIGHTINGS)}")
+        if isinstance(self.growth_k, bool) or self.growth_k < 1:
+            raise DataError(f"growth_k must be >= 1, got {self.growth_k!r}")
+
+
+@dataclass(frozen=True)
+class AccuracyRow:
+    """Accuracy of every method on one target (or their ``mean`` over targets)."""
+
+    dataset: str
+    images: int
+    accuracy: Mapping[str, float]  # method -> accuracy, in method order
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "images": self.images, **self.accuracy}
+
+
+@dataclass(frozen=True)
+class LabelQuality:
+    """How well the labels' p(m, y) predict true per-class recall on one target (:func:`label_quality`)."""
+
+    dataset: str
+    per_class_rho: float
+    per_model_rho: float
+    dataset_rho: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "per_class_rho": self.per_class_rho, "per_model_rho": self.per_model_rho,
+                "dataset_rho": self.dataset_rho}
+
+
+@dataclass(frozen=True, eq=False)
+class BenchmarkResult:
+    """Everything one run of :func:`run_mll_benchmark` measured (rendered by :mod:`.benchmark_report`)."""
+
+    config: BenchmarkConfig
+    model_ids: tuple[str, ...]
+    graph_version: str
+    methods: tuple[str, ...]
+    rows: tuple[AccuracyRow, ...]  # one per target, then the mean row
+    label_quality: tuple[LabelQuality, ...]
+    growth: Mapping[str, np.ndarray] = field(default_factory=dict)  # MLL / INB / best_single -> orders x models
+    ablations: tuple[Mapping[str, Any], ...] = ()  # rows of :func:`run_ablations`
+    seconds: float = math.nan
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return tuple(r.dataset for r in self.rows[:-1])
+
+    def growth_rows(self) -> list[dict[str, Any]]:
+        """Mean, 10th and 90th percentile of every growth curve at each hub size."""
+        g = self.growth
+        return [{"hub_size": n + 1, **{f"{k}_mean": float(v[:, n].mean()) for k, v in g.items()},
+                 **{f"{k}_p10": float(np.percentile(v[:, n], 10)) for k, v in g.items()},
+                 **{f"{k}_p90": float(np.percentile(v[:, n], 90)) for k, v in g.items()}} for n in range(len(self.model_ids))]
+
+    def to_dict(self, out: str | None = None) -> dict[str, Any]:
+        """The ``summary.json`` of ``vlmhub benchmark`` (accuracies rounded to 4 places, seconds to 0.1)."""
+        return {"targets": list(self.targets),
+                "accuracy": {r.dataset: {m: round(r.accuracy[m], 4) for m in self.methods} for r in self.rows},
+                "label_quality": [q.to_dict() for q in self.label_quality],
+                "growth_end": {k: float(v[:, -1].mean()) for k, v in self.growth.items()},
+                "growth_start": {k: float(v[:, 0].mean()) for k, v in self.growth.items()},
+                "ablations": [dict(a) for a in self.ablations], "out": out, "seconds": round(self.seconds, 1)}
+
+
+def run_mll_benchmark(hub: Any, tasks: Sequence[Task], config: BenchmarkConfig = BenchmarkConfig(), *,
+                      progress: bool = False) -> BenchmarkResult:
+    """The MLL benchmark of a labeled ``hub`` on target task folders: every method of this module per
+    target, their mean, label quality, the hub-growth curve and (``config.ablations``) the ablations.
+
+    Every hub model runs once per target image (cached trunk features); ModelGPT's text proxy, the
+    growth curve and the ablations read labels only. ``progress`` shows progress bars on stderr.
+    """
+    from tqdm.auto import tqdm
+
+    from ..concepts.wordnet import get_wordnet
+    from ..labeling import LabelStore
+    from ..selection.captions import class_captions
+
+    if not tasks:
+        raise DataError("no target tasks given; pass at least one task folder (ImageFolder + dataset.json)")
+    ids = hub.labeled_model_ids()
+    models = hub.models(ids)
+    t0 = time.perf_counter()
+    datas, rs, ps = [], [], []
+    sel = hub.selector()
+    for task in tasks:
+        bar = tqdm(total=None, desc=f"models on {task.name}", unit="img", disable=not progress)
+        data = load_target(task, models, hub.settings, limit_per_class=config.limit_per_class, progress=bar.update)
+        bar.close()
+        est = sel.estimate(task)
+        datas.append(data)
+        rs.append(est["r"])
+        ps.append(est["p"])
+    # ModelGPT-style text-only baseline
+    wn = get_wordnet(hub.settings)
+    feats, truth = {}, {}
+    for data in datas:
+        caps = class_captions(data.task, sources=("template", "wordnet"), wordnet=wn, embedder=sel.embedder_)
+        feats[data.task.name] = {m.id: (m.spec.imagenet_top1 or 0.0, caption_accuracy(m, data.task, caps)) for m in models}
+        truth[data.task.name] = data.model_accuracy()
+    picks = modelgpt_picks(feats, truth)
+    rows = []
+    for data, r in zip(datas, rs):
+        acc = method_accuracies(data, models, r, ids, modelgpt_pick=picks[data.task.name], weighting=config.weighting)
+        rows.append(AccuracyRow(data.task.name, len(data.labels), acc))
+    methods = tuple(rows[0].accuracy)
+    rows.append(AccuracyRow("mean", sum(r.images for r in rows),
+                            {m: float(np.mean([r.accuracy[m] for r in rows])) for m in methods}))
+    lq = tuple(LabelQuality(data.task.name, **label_quality(data, p, ids)) for data, p in zip(datas, ps))
+    growth = growth_curve(datas, rs, ids, models, k=config.growth_k, orders=config.orders, weighting=config.weighting)
+    abl: list[dict] = []
+    version = hub.graph().version
+    if config.ablations:
+        store = LabelStore(hub.settings)
+        rends = set.intersection(*(set(store.label(m).renditions(version)) for m in ids))  # covered by every model
+        variants = default_ablations(sorted(rends))
+        bar = tqdm(total=len(variants), desc="ablations", disable=not progress)
+        abl = run_ablations(hub, variants, datas, progress=bar.update)
+        bar.close()
+    return BenchmarkResult(config, tuple(ids), version, methods, tuple(rows), lq, growth, tuple(abl),
+                           time.perf_counter() - t0)

@@ -225,8 +225,9 @@ class VlmhubService:
             return self._tables[name]
 
     def rank_models(self, table: str, task: Any, selector: str | None = None, top: int | None = None) -> dict:
-        """Rank a table's models for a task described only by text; the JSON of ``vlmhub rank-models --json``."""
-        from ..tables import DEFAULT_SELECTOR, TaskDescription, get_selector
+        """Rank a table's models for a task described only by text; the JSON of ``vlmhub rank-models --json``
+        (:func:`vlmhub.tables.rank_table_models`, with the fitted selector kept per table and name)."""
+        from ..tables import DEFAULT_SELECTOR, TaskDescription, get_selector, rank_table_models
 
         t = self.task(task)
         name = selector or DEFAULT_SELECTOR
@@ -238,10 +239,8 @@ class VlmhubService:
             if key not in self._selectors:
                 # selectors refuse what they cannot do (INB without ImageNet, ModelGPT without target features)
                 self._selectors[key] = get_selector(name, embedder=self.embedder).fit(tab)
-            ranked = self._selectors[key].rank(TaskDescription.from_task(t))
-        if top:
-            ranked = ranked[:top]
-        return {"task": t.name, "table": table, "selector": name, "models": [{"id": i, "score": float(s)} for i, s in ranked]}
+            ranking = rank_table_models(tab, TaskDescription.from_task(t), self._selectors[key], top=top)
+        return {**ranking.to_dict(), "table": table, "selector": name}
 
 
 def _check_k(k: Any) -> None:

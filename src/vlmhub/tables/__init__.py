@@ -3,7 +3,9 @@
 * records: :class:`PerformanceTable`, :class:`ModelInfo`, :class:`TaskDescription`
 * I/O: :func:`load_table` (``"openclip"``, ``"lovm"`` or a generic long CSV), :func:`save_generic_table`,
   :func:`load_task_json`
-* protocol: :func:`leave_one_dataset_out`, :func:`run_benchmark`, metrics in :mod:`.metrics`
+* protocol: :func:`leave_one_dataset_out`, :func:`run_benchmark`, metrics in :mod:`.metrics` (by :mod:`vlmhub.ranking`)
+* what the CLI and the service run: :func:`benchmark_tables` -> :class:`TablesBenchmark`,
+  :func:`rank_table_models` -> :class:`ModelRanking`
 * selectors: :func:`get_selector`, :func:`list_selectors` (``inb``, ``best-mean``, ``modelgpt``, ``mll``,
   ``fennec``, ``guided-fm``, ``model-spider``, ``vlmhub``, ``vlmhub-ensemble``); default
   :data:`DEFAULT_SELECTOR`.
@@ -13,6 +15,7 @@ See docs/tables.md. Nothing heavy is imported here (torch and the text model loa
 
 from __future__ import annotations
 
+from .benchmark import ModelRanking, TablesBenchmark, benchmark_tables, check_selector_names, rank_table_models
 from .io import (
     GENERIC_COLUMNS,
     MODELGPT_FEATURES,
@@ -60,4 +63,9 @@ __all__ = [
     "list_selectors",
     "register_selector",
     "DEFAULT_SELECTOR",
+    "TablesBenchmark",
+    "ModelRanking",
+    "benchmark_tables",
+    "rank_table_models",
+    "check_selector_names",
 ]

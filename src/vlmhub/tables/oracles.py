@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import nnls
 
+from ..ranking import nan_last
 from .metrics import target_metrics
 from .protocol import target_indices
 from .records import PerformanceTable
@@ -94,7 +95,9 @@ def ceiling_table(table: PerformanceTable, pc_counts: Sequence[int] = DEFAULT_PC
         with np.errstate(all="ignore"):
             corr = np.array([np.nan_to_num(np.corrcoef(c, y)[0, 1], nan=-1.0) for c in cols])
         regs, taus = (np.array(v) for v in zip(*(_regret_tau(c, y) for c in cols)))
-        taus = np.nan_to_num(taus, nan=-1.0)  # a constant column has no tau: never the tau oracle's pick
+        # a constant column ranks nothing (tau 0 by vlmhub.ranking) and a NaN tau means nothing to rank:
+        # neither is ever the tau oracle's pick
+        taus = np.where([np.ptp(nan_last(c)) == 0 for c in cols], -1.0, np.nan_to_num(taus, nan=-1.0))
         for name, text, pick in (
             ("column-corr", "rank by the history column truly most correlated (Pearson) with the target", int(np.argmax(corr))),
             ("column-tau", "rank by the history column with the highest true Kendall tau", int(np.argmax(taus))),
