@@ -20,11 +20,12 @@ from pathlib import Path
 __all__ = ["register", "cmd_benchmark_tables", "cmd_rank_models"]
 
 
-def _data_dir(args: argparse.Namespace):
-    settings = getattr(args, "settings", None)
-    if settings is not None and getattr(settings, "data_dir", None) is not None:
-        return settings.data_dir
-    return getattr(args, "data_dir", None)
+def _data_dir(args: argparse.Namespace, spec: str):
+    """The data root to read table ``spec`` from (:func:`vlmhub.assets.table_root`): ``VLMHUB_DATA`` ->
+    user data dir -> mirror -> the tables packaged in vlmhub; a missing one names `vlmhub data fetch ...`."""
+    from ..assets import table_root
+
+    return table_root(spec, getattr(args, "settings", None))
 
 
 def _selector_names(text: str | None, default: list[str]) -> list[str]:
@@ -52,7 +53,7 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
     results = []
     for spec in args.tables:
-        table = load_table(spec, data_dir=_data_dir(args))
+        table = load_table(spec, data_dir=_data_dir(args, spec))
         if not quiet:
             print(f"# {table.summary()}", file=sys.stderr)
         sels = [get_selector(n, embedder=args.embedder) for n in names]
@@ -86,7 +87,7 @@ def cmd_rank_models(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise TableError(f"--top must be a whole number >= 1 (got {args.top}); omit it to list every model.")
     task = load_task_json(args.task)
-    table = load_table(args.table, data_dir=_data_dir(args))
+    table = load_table(args.table, data_dir=_data_dir(args, args.table))
     name = args.selector or DEFAULT_SELECTOR
     _selector_names(name, [])
     # the selectors refuse what they cannot do (INB without an ImageNet column, ModelGPT without the

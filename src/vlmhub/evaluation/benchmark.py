@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..assets import data_root_for
 from ..models.base import ZeroShotModel
 from ..reuse.ensemble import DEFAULT_WEIGHTING, ensemble_scores
 from ..tasks import LabeledImages, Task, task_images
@@ -258,7 +259,7 @@ def run_ablations(hub, variants: Sequence[Variant], data_list: Sequence[TargetDa
                 progress(1)
             continue
         for data in data_list:
-            task = attach_mll_captions(data.task, hub.settings.require_data_dir()) if var.mll_captions else data.task
+            task = attach_mll_captions(data.task, data_root_for("mll-captions", hub.settings)) if var.mll_captions else data.task
             r = sel.estimate(task)["r"]
             for k in ks:
                 row[f"{data.task.name}/k{k}"] = mll_accuracy(data, r, list(sel.model_ids_), k, var.weighting)
