@@ -78,6 +78,7 @@ class _ResumingDownloader:
 
     def __call__(self, url: str, output_file, pooch_obj=None, check_only: bool = False):
         import requests
+        import urllib3
 
         if check_only:
             try:
@@ -101,8 +102,7 @@ class _ResumingDownloader:
                     resumed = resp.status_code == 206
                     expected = _expected_total(resp, have if resumed else 0)
                     with open(path, "ab" if resumed else "wb") as fh:
-                        for chunk in resp.iter_content(chunk_size=1 << 16):
-                            fh.write(chunk)
+                        _copy_available(resp, fh)
                     got = path.stat().st_size
                     if expected is not None and got < expected:
                         last = f"connection closed after {got} of {expected} bytes"
@@ -114,9 +114,28 @@ class _ResumingDownloader:
                 last = _reason(exc)
                 if last in ("connection refused", "name or service not known"):
                     break  # unreachable: retrying will not help
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # read1 raises urllib3's own
                 last = _reason(exc)
         raise _TransferError(f"{url}: {last or 'download failed'} (after {self.retries} resumption attempts)")
+
+
+def _copy_available(resp, fh) -> None:
+    """Copy the body to ``fh`` as bytes arrive, so a cut-off transfer keeps every byte received.
+
+    ``iter_content`` reads fixed-size chunks and drops a partial last chunk when the connection breaks;
+    ``read1`` returns whatever has arrived (urllib3 2), so the resumption offset is the true one.
+    """
+    raw = resp.raw
+    if resp.headers.get("Content-Encoding", "identity") not in ("", "identity") or not hasattr(raw, "read1"):
+        for chunk in resp.iter_content(chunk_size=1 << 16):
+            fh.write(chunk)
+        return
+    while True:
+        chunk = raw.read1(1 << 16)
+        if not chunk:
+            return
+        fh.write(chunk)
+        fh.flush()
 
 
 def _expected_total(resp, offset: int) -> int | None:
