@@ -37,7 +37,9 @@ def settings(tmp_path, wordnet_dir, monkeypatch):
     monkeypatch.setenv("VLMHUB_HOME", str(home))
     monkeypatch.setenv("VLMHUB_WORDNET", str(wordnet_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return Settings(home=home, data_dir=default_data_dir(), wordnet_dir=wordnet_dir, batch_size=16)
+    monkeypatch.setenv("VLMHUB_USER_DATA", str(tmp_path / "user-data"))  # never the real user data dir
+    return Settings(home=home, data_dir=default_data_dir(), wordnet_dir=wordnet_dir, batch_size=16,
+                    user_data_dir=tmp_path / "user-data")
 
 
 def _swatch(rgb, seed: int, size: int = 16):

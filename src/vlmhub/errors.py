@@ -20,6 +20,10 @@ __all__ = [
     "MissingExtraError",
     "TableError",
     "SelectionError",
+    "MissingAssetError",
+    "DownloadError",
+    "ChecksumError",
+    "UnknownAssetError",
 ]
 
 
@@ -76,6 +80,33 @@ class MissingExtraError(VlmhubError, ImportError):
 
 class TableError(DataError):
     """A performance table is missing, malformed or does not fit the protocol."""
+
+
+class MissingAssetError(DataError, FileNotFoundError):
+    """A registered data asset (image set, table, WordNet, captions) is in none of the data locations;
+    the message names the ``vlmhub data fetch ...`` command that gets it."""
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
+class DownloadError(DataError, ConnectionError):
+    """Downloading a data asset failed (unreachable, refused, cut off); nothing was left behind and the
+    message names the URL, how to fetch it by hand, and the mirror option."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ChecksumError(DataError, ValueError):
+    """A downloaded or stored data file does not have the sha256 the registry records."""
+
+
+class UnknownAssetError(DataError, KeyError):
+    """A data asset name is not in the registry; the message lists the known names (``vlmhub data list``)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:

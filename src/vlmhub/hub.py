@@ -85,10 +85,12 @@ class Hub:
         p = Path(name_or_path)
         if p.is_dir():
             return p.resolve()
-        cand = self.settings.images_dir / str(name_or_path)
-        if cand.is_dir():
+        from .assets import find_image_set
+
+        cand = find_image_set(str(name_or_path), self.settings)  # registered but absent: MissingAssetError
+        if cand is not None:
             return cand
-        raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor {cand}). "
+        raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor a shared set). "
                         f"Pass a folder of <wnid>/<image> files or one of the shared sets, e.g. {', '.join(DEFAULT_SAMPLE_SETS)}.")
 
     def build_graph(self, sample_sets: Sequence[str | Path] | None = None, *, max_images: int = 75,

@@ -5,8 +5,17 @@ never depends on the current working directory:
 
 * ``home`` (``VLMHUB_HOME``): where labels, graphs, caches and the WordNet copy live.
   Default ``$XDG_CACHE_HOME/vlmhub`` or ``~/.cache/vlmhub``.
-* ``data_dir`` (``VLMHUB_DATA``): the shared data folder (``images/``, ``tables/``, ``mll/``, ...).
-  Default: ``shared/data`` next to the source checkout vlmhub was installed from, if it exists.
+* ``data_dir`` (``VLMHUB_DATA``): a data folder laid out like the shared mirror (``images/``, ``tables/``,
+  ``mll/``, ...). Default: the mirror below, if there is one.
+* ``user_data_dir`` (``VLMHUB_USER_DATA``): where ``vlmhub data fetch`` stores downloaded assets, laid out
+  the same way. Default: platformdirs' user data dir (``~/.local/share/vlmhub`` on Linux).
+* ``mirror_dir`` (``VLMHUB_MIRROR``; empty or ``none`` disables it): a local read-only mirror, by default
+  ``shared/data`` next to the source checkout vlmhub was installed from, if it exists.
+* ``data_url`` (``VLMHUB_DATA_URL``): optional base URL of a web server holding a copy of the mirror, tried
+  before the upstream URLs by ``vlmhub data fetch``.
+
+Data assets (:mod:`vlmhub.assets`) are looked up in ``data_dir`` -> ``user_data_dir`` -> ``mirror_dir`` ->
+the tables packaged inside vlmhub (:attr:`Settings.data_roots`).
 * ``wordnet_dir`` (``VLMHUB_WORDNET``): an nltk data folder holding ``corpora/wordnet``.
   Default ``<home>/nltk_data``; filled from Debian's ``wordnet-base`` on first use.
 
@@ -27,7 +36,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "get_settings", "default_data_dir"]
+__all__ = ["Settings", "get_settings", "default_data_dir", "default_mirror_dir", "default_user_data_dir"]
 
 
 def _source_root() -> Path | None:
@@ -39,10 +48,12 @@ def _source_root() -> Path | None:
     return None
 
 
-def default_data_dir() -> Path | None:
-    """``VLMHUB_DATA`` or the ``shared/data`` folder beside the source checkout, if present."""
-    env = os.environ.get("VLMHUB_DATA")
-    if env:
+def default_mirror_dir() -> Path | None:
+    """``VLMHUB_MIRROR`` (empty or ``none``: no mirror) or ``shared/data`` beside the source checkout, if present."""
+    env = os.environ.get("VLMHUB_MIRROR")
+    if env is not None:
+        if env.strip().lower() in ("", "none", "off", "0"):
+            return None
         return Path(env).expanduser().resolve()
     root = _source_root()
     if root is not None:
@@ -50,6 +61,28 @@ def default_data_dir() -> Path | None:
             if cand.is_dir():
                 return cand.resolve()
     return None
+
+
+def default_data_dir() -> Path | None:
+    """``VLMHUB_DATA``, else the local mirror (:func:`default_mirror_dir`), else ``None``."""
+    env = os.environ.get("VLMHUB_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return default_mirror_dir()
+
+
+def default_user_data_dir() -> Path:
+    """``VLMHUB_USER_DATA``, else platformdirs' user data dir for vlmhub (XDG layout when platformdirs is absent)."""
+    env = os.environ.get("VLMHUB_USER_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    try:
+        import platformdirs
+    except ImportError:  # the [data] extra is absent: the XDG convention platformdirs follows on Linux
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+        return (base / "vlmhub").resolve()
+    return Path(platformdirs.user_data_dir("vlmhub", appauthor=False)).resolve()
 
 
 def _default_home() -> Path:
@@ -80,6 +113,9 @@ class Settings:
 
     home: Path = field(default_factory=_default_home)
     data_dir: Path | None = field(default_factory=default_data_dir)
+    user_data_dir: Path = field(default_factory=default_user_data_dir)
+    mirror_dir: Path | None = field(default_factory=default_mirror_dir)
+    data_url: str | None = field(default_factory=lambda: os.environ.get("VLMHUB_DATA_URL") or None)
     wordnet_dir: Path | None = None
     device: str = field(default_factory=lambda: os.environ.get("VLMHUB_DEVICE", "cpu"))
     batch_size: int = 64
@@ -91,6 +127,9 @@ class Settings:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "user_data_dir", Path(self.user_data_dir).expanduser().resolve())
+        if self.mirror_dir is not None:
+            object.__setattr__(self, "mirror_dir", Path(self.mirror_dir).expanduser().resolve())
         wn = self.wordnet_dir or os.environ.get("VLMHUB_WORDNET")
         wn = Path(wn).expanduser().resolve() if wn else self.home / "nltk_data"
         object.__setattr__(self, "wordnet_dir", wn)
@@ -108,12 +147,32 @@ class Settings:
     def cache_dir(self) -> Path:
         return self.home / "cache"
 
+    @property
+    def data_roots(self) -> tuple[tuple[str, Path], ...]:
+        """The folders data assets are looked up in, in order, each with its source label.
+
+        ``data-dir`` (``VLMHUB_DATA`` / ``--data-dir``, when it is not simply the mirror), ``user`` (the user
+        data dir ``vlmhub data fetch`` writes to), ``mirror``. The tables packaged inside vlmhub come after
+        these (:func:`vlmhub.assets.locate`).
+        """
+        roots: list[tuple[str, Path]] = []
+        if self.data_dir is not None and self.data_dir != self.mirror_dir:
+            roots.append(("data-dir", self.data_dir))
+        roots.append(("user", self.user_data_dir))
+        if self.mirror_dir is not None:
+            roots.append(("mirror", self.mirror_dir))
+        return tuple(roots)
+
     def require_data_dir(self) -> Path:
-        """The shared data folder, or a :class:`ConfigError` that says how to point vlmhub at it."""
+        """The shared data folder, or a :class:`ConfigError` that says how to point vlmhub at it.
+
+        Prefer :func:`vlmhub.assets.locate`, which also finds assets fetched into the user data dir.
+        """
         if self.data_dir is None or not self.data_dir.is_dir():
             raise ConfigError(
                 f"the shared data folder was not found (looked at {self.data_dir or 'shared/data beside the checkout'}). "
-                "Set VLMHUB_DATA=/path/to/shared/data or pass --data-dir."
+                "Set VLMHUB_DATA=/path/to/shared/data or pass --data-dir, or fetch what is needed with "
+                "`vlmhub data fetch NAME` (`vlmhub data list` shows the names)."
             )
         return self.data_dir
 

@@ -35,23 +35,25 @@ def _hub(args):
     return Hub(_settings(args), model_ids=ids)
 
 
+#: the registered image sets that are concept samples, not target tasks
+_CONCEPT_SETS = ("imagenet-sample", "tiny-imagenet-val", "imagenette-val", "shape-renditions")
+
+
 def _task(arg: str, settings):
     from ..errors import TaskError
     from ..tasks import load_task
 
-    p = Path(arg)
-    if not p.exists() and settings.data_dir is not None and (settings.data_dir / "images" / arg).is_dir():
-        p = settings.data_dir / "images" / arg
-    if not p.exists():
-        hint = ""
-        images = settings.data_dir / "images" if settings.data_dir is not None else None
-        if images is not None and images.is_dir():
-            import difflib
+    from ..assets import find_image_set, load_registry
 
-            targets = sorted(d.name for d in images.iterdir() if (d / "dataset.json").is_file()
-                             and '"concept-samples"' not in (d / "dataset.json").read_text(encoding="utf-8", errors="replace"))
-            close = difflib.get_close_matches(arg, targets, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(close)}?" if close else f" Shared targets: {', '.join(targets)}."
+    p = Path(arg)
+    if not p.exists():
+        p = find_image_set(arg, settings) or p  # a registered set that is nowhere: MissingAssetError (fetch hint)
+    if not p.exists():
+        import difflib
+
+        targets = sorted(a.name for a in load_registry().assets if a.kind == "images" and a.name not in _CONCEPT_SETS)
+        close = difflib.get_close_matches(arg, targets, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else f" Shared targets: {', '.join(targets)}."
         raise TaskError(f"task {arg!r} not found: pass a task JSON file, a task folder with dataset.json, or a shared "
                         f"target name.{hint}")
     return load_task(p)
@@ -259,7 +261,8 @@ def cmd_serve(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlmhub", description="Select and reuse vision-language models with Model Label Learning.")
     p.add_argument("--home", help="hub folder (default: $VLMHUB_HOME or ~/.cache/vlmhub)")
-    p.add_argument("--data-dir", help="shared data folder (default: $VLMHUB_DATA or shared/data beside the checkout)")
+    p.add_argument("--data-dir", help="data folder laid out like the shared mirror, looked in first (default: $VLMHUB_DATA; "
+                   "then the user data dir, then shared/data beside a checkout; see `vlmhub data list`)")
     p.add_argument("--version", action="version", version="vlmhub 0.1.0")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -340,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd"):
+    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd", "data_cmd"):
         name = f"vlmhub.cli.{mod}"
         try:
             m = importlib.import_module(name)

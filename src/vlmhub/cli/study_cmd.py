@@ -42,9 +42,11 @@ def _task(arg: str, settings):
     from ..errors import TaskError
     from ..tasks import load_task
 
+    from ..assets import find_image_set
+
     p = Path(arg)
-    if not p.exists() and settings.data_dir is not None and (settings.data_dir / "images" / arg).is_dir():
-        p = settings.data_dir / "images" / arg
+    if not p.exists():
+        p = find_image_set(arg, settings) or p  # a registered set that is nowhere: MissingAssetError (fetch hint)
     if not p.exists():
         raise TaskError(f"target {arg!r} not found: pass a task folder (ImageFolder + dataset.json) or a shared target name.")
     task = load_task(p)

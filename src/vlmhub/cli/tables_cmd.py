@@ -21,11 +21,12 @@ from pathlib import Path
 __all__ = ["register", "cmd_benchmark_tables", "cmd_rank_models"]
 
 
-def _data_dir(args: argparse.Namespace):
-    settings = getattr(args, "settings", None)
-    if settings is not None and getattr(settings, "data_dir", None) is not None:
-        return settings.data_dir
-    return getattr(args, "data_dir", None)
+def _data_dir(args: argparse.Namespace, spec: str):
+    """The data root to read table ``spec`` from (:func:`vlmhub.assets.table_root`): ``VLMHUB_DATA`` ->
+    user data dir -> mirror -> the tables packaged in vlmhub; a missing one names `vlmhub data fetch ...`."""
+    from ..assets import table_root
+
+    return table_root(spec, getattr(args, "settings", None))
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -38,8 +39,10 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
 
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
     progress = None if quiet else (lambda summary: print(f"# {summary}", file=sys.stderr))
-    result = benchmark_tables(args.tables, _names(args.selectors), embedder=args.embedder, data_dir=_data_dir(args),
-                              progress=progress)
+    from ..tables import load_table
+
+    tables = [load_table(spec, data_dir=_data_dir(args, spec)) for spec in args.tables]
+    result = benchmark_tables(tables, _names(args.selectors), embedder=args.embedder, progress=progress)
     if args.out:
         result.write(Path(args.out))
     if args.json:
@@ -62,7 +65,7 @@ def cmd_rank_models(args: argparse.Namespace) -> int:
     if args.selector:
         check_selector_names([args.selector])
     task = load_task_json(args.task)
-    table = load_table(args.table, data_dir=_data_dir(args))
+    table = load_table(args.table, data_dir=_data_dir(args, args.table))
     ranking = rank_table_models(table, task, args.selector, top=args.top, embedder=args.embedder)
     if args.json:
         json.dump(ranking.to_dict(), sys.stdout, indent=1)

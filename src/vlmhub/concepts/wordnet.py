@@ -1,7 +1,8 @@
 """WordNet 3.0 access for vlmhub (through nltk's reader, never nltk's downloader at import).
 
 :func:`ensure_wordnet` lays out an nltk-readable copy ``<wordnet_dir>/corpora/wordnet/`` from, in order:
-an existing copy; Debian's ``wordnet-base`` files (``/usr/share/wordnet``, or ``VLMHUB_WORDNET_SOURCE``);
+an existing copy; Debian's ``wordnet-base`` files (``/usr/share/wordnet``, or ``VLMHUB_WORDNET_SOURCE``); a copy
+fetched into a data root by ``vlmhub data fetch wordnet`` (``<root>/nltk_data/corpora/wordnet``);
 nltk's downloader where the network allows. Debian lacks the ``lexnames`` file nltk needs, so vlmhub writes
 it from the 45 lexicographer file names of ``lexnames(5WN)``. The copy is built in a temporary folder and
 renamed into place (atomic).
@@ -54,6 +55,12 @@ def ensure_wordnet(settings: Settings | None = None) -> Path:
     if all((target / f).is_file() for f in (*_REQUIRED, "lexnames")):
         return target
     source = Path(os.environ.get("VLMHUB_WORDNET_SOURCE", _DEBIAN))
+    if not all((source / f).is_file() for f in _REQUIRED):  # a copy fetched by `vlmhub data fetch wordnet`
+        for _label, root in settings.data_roots:
+            cand = root / "nltk_data" / "corpora" / "wordnet"
+            if all((cand / f).is_file() for f in _REQUIRED):
+                source = cand
+                break
     if all((source / f).is_file() for f in _REQUIRED):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-wordnet-", dir=target.parent))
@@ -85,7 +92,7 @@ def ensure_wordnet(settings: Settings | None = None) -> Path:
         pass
     raise ConfigError(
         f"WordNet 3.0 was not found: no copy at {target}, no Debian files at {source}, and nltk could not download it. "
-        "Install it with `sudo apt-get install wordnet-base` (or set VLMHUB_WORDNET_SOURCE to a folder with data.noun, "
+        "Install it with `sudo apt-get install wordnet-base` or `vlmhub data fetch wordnet` (or set VLMHUB_WORDNET_SOURCE to a folder with data.noun, "
         "index.noun, ...), then run the command again."
     )
 

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..assets import data_root_for
 from ..errors import DataError
 from ..models.base import ZeroShotModel
 from ..ranking import spearman_rho
@@ -267,7 +268,7 @@ def run_ablations(hub, variants: Sequence[Variant], data_list: Sequence[TargetDa
                 progress(1)
             continue
         for data in data_list:
-            task = attach_mll_captions(data.task, hub.settings.require_data_dir()) if var.mll_captions else data.task
+            task = attach_mll_captions(data.task, data_root_for("mll-captions", hub.settings)) if var.mll_captions else data.task
             r = sel.estimate(task)["r"]
             for k in ks:
                 row[f"{data.task.name}/k{k}"] = mll_accuracy(data, r, list(sel.model_ids_), k, var.weighting)
