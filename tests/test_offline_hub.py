@@ -13,8 +13,7 @@ import pytest
 from vlmhub.settings import default_data_dir
 
 DATA = default_data_dir()
-needs_data = pytest.mark.skipif(DATA is None or not (DATA / "images").is_dir(),
-                                reason="the shared data folder (../shared/data) is not beside this checkout; set VLMHUB_DATA")
+needs_data = pytest.mark.shared_data
 
 
 @pytest.fixture(scope="module", autouse=True)

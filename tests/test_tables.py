@@ -29,7 +29,7 @@ from vlmhub.tables import (
 from vlmhub.tables.records import ArchFamily, pretraining_source
 
 DATA = default_data_dir()
-needs_data = pytest.mark.skipif(DATA is None or not (DATA / "tables").is_dir(), reason="shared data folder not found")
+needs_data = pytest.mark.shared_data
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,9 @@
 """Exception hierarchy of vlmhub.
 
 Every error a user can cause derives from :class:`VlmhubError` and carries a message that names the
-problem *and* the fix. The CLI turns any :class:`VlmhubError` into a one-line message and exit code 2;
+problem *and* the fix. Each class also subclasses the matching builtin (``TaskError`` is a ``ValueError``,
+``UnknownModelError`` a ``KeyError``, ``MissingAssetError`` a ``FileNotFoundError``, ...), so callers that
+catch builtins keep working. The CLI turns any :class:`VlmhubError` into a one-line message and exit code 2;
 anything else is a bug and keeps its traceback.
 """
 
@@ -20,6 +22,7 @@ __all__ = [
     "MissingExtraError",
     "TableError",
     "SelectionError",
+    "NotFittedError",
     "MissingAssetError",
     "DownloadError",
     "ChecksumError",
@@ -31,15 +34,15 @@ class VlmhubError(Exception):
     """Base class of every error vlmhub raises on bad input or a bad environment."""
 
 
-class ConfigError(VlmhubError):
+class ConfigError(VlmhubError, ValueError):
     """Settings, paths or the environment are wrong (e.g. WordNet or the data folder cannot be found)."""
 
 
-class TaskError(VlmhubError):
+class TaskError(VlmhubError, ValueError):
     """A task description is missing, malformed or inconsistent (no classes, duplicate classes, ...)."""
 
 
-class DataError(VlmhubError):
+class DataError(VlmhubError, ValueError):
     """A data folder or data file is missing or malformed."""
 
 
@@ -54,7 +57,7 @@ class UnknownModelError(VlmhubError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ModelCheckError(VlmhubError):
+class ModelCheckError(VlmhubError, ValueError):
     """A model failed the admission checks and was not added to the hub."""
 
     def __init__(self, message: str, report: object | None = None):
@@ -62,11 +65,16 @@ class ModelCheckError(VlmhubError):
         self.report = report
 
 
-class SelectionError(TaskError, ValueError):
+class SelectionError(TaskError):
     """A selection option (k, alpha, nodes, metric, weighting, top, ...) is outside its valid range."""
 
 
-class LabelError(VlmhubError):
+class NotFittedError(VlmhubError, ValueError, AttributeError):
+    """A selector or score was used before ``fit()`` (scikit-learn's convention: also a ValueError and an
+    AttributeError)."""
+
+
+class LabelError(VlmhubError, RuntimeError):
     """A stored model label is missing, corrupt or inconsistent with the model or graph."""
 
 

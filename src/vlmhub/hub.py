@@ -62,7 +62,7 @@ class Hub:
         self._model_ids = list(model_ids) if model_ids is not None else None
         self.tags = tuple(tags)
         self._models: dict[str, ZeroShotModel] = {}
-        self._selector: MLLSelector | None = None
+        self._selectors: dict[tuple, MLLSelector] = {}  # fitted selectors by MLLConfig.fit_key()
 
     # -- models ------------------------------------------------------------------------------
     @property
@@ -117,7 +117,7 @@ class Hub:
         models = self.models(model_ids)
         report = label_models(models, graph, self.settings, force=force, progress=progress, renditions=renditions)
         save_graph(graph, self.settings)
-        self._selector = None
+        self._selectors.clear()
         return report
 
     def labeled_model_ids(self) -> list[str]:
@@ -127,19 +127,33 @@ class Hub:
 
     # -- selection and reuse -------------------------------------------------------------------
     def selector(self, config: MLLConfig | None = None, **overrides) -> MLLSelector:
-        """A fitted :class:`MLLSelector` over every labeled hub model (cached for the default config)."""
-        if config is None and not overrides and self._selector is not None:
-            return self._selector
-        ids = self.labeled_model_ids()
-        missing = [m for m in self.model_ids if m not in ids]
-        if not ids:
-            raise NotLabeledError(f"no model of this hub is labeled yet. Run `vlmhub label` first (home: {self.settings.home}).")
-        if missing:
-            raise NotLabeledError(f"models {', '.join(missing)} are not labeled for the current graph. Run `vlmhub label`.")
-        sel = MLLSelector(self.settings, config, **overrides).fit(ids, self.graph())
-        if config is None and not overrides:
-            self._selector = sel
-        return sel
+        """A fitted :class:`MLLSelector` over every labeled hub model.
+
+        Fits are cached per fit-time configuration (:meth:`MLLConfig.fit_key`); query-time options
+        (``alpha``, ``k_nodes``, ``metric``, ``normalize_z``, ``k_models``) are applied to the cached fit
+        with :meth:`MLLSelector.with_query`, so overriding them per request never refits."""
+        from dataclasses import replace
+
+        base = config or MLLConfig()
+        fit_opts = {k: v for k, v in overrides.items() if k not in MLLConfig.QUERY_TIME}
+        query_opts = {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
+        fit_cfg = replace(base, **fit_opts) if fit_opts else base
+        key = fit_cfg.fit_key()
+        cached = self._selectors.get(key)
+        if cached is None:
+            ids = self.labeled_model_ids()
+            missing = [m for m in self.model_ids if m not in ids]
+            if not ids:
+                raise NotLabeledError(f"no model of this hub is labeled yet. Run `vlmhub label` first (home: {self.settings.home}).")
+            if missing:
+                raise NotLabeledError(f"models {', '.join(missing)} are not labeled for the current graph. Run `vlmhub label`.")
+            cached = MLLSelector(self.settings, replace(fit_cfg, **{f: getattr(MLLConfig(), f) for f in MLLConfig.QUERY_TIME})).fit(ids, self.graph())
+            if len(self._selectors) >= 8:  # a few fit-time variants at most; drop the oldest
+                self._selectors.pop(next(iter(self._selectors)))
+            self._selectors[key] = cached
+        query = {f: getattr(fit_cfg, f) for f in MLLConfig.QUERY_TIME}
+        query.update(query_opts)
+        return cached.with_query(**{f: v for f, v in query.items() if v != getattr(cached.config, f)})
 
     def select(self, task: Task, k: int | SelectionConfig = 3, **config) -> Selection:
         """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only.

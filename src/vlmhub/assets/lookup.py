@@ -7,6 +7,8 @@ registered asset into a :class:`~vlmhub.errors.MissingAssetError` that names ``v
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
 
 from ..errors import MissingAssetError
 from ..settings import Settings, get_settings
@@ -15,11 +17,11 @@ from .registry import Registry, load_registry, locate, package_root, require
 __all__ = ["TABLE_ASSETS", "find_image_set", "table_root", "data_root_for"]
 
 #: short table name -> (assets it cannot do without, assets it reads when present)
-TABLE_ASSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+TABLE_ASSETS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = MappingProxyType({
     "openclip": (("openclip-classification-results",), ("lovm-classnames", "mll-classnames")),
     "lovm": (("lovm-eval-table", "lovm-modelgpt-features", "lovm-dataset-domains", "lovm-dataset-tasks"),
              ("lovm-classnames", "openclip-classification-results")),
-}
+})
 
 
 def find_image_set(name: str, settings: Settings | None = None, *, registry: Registry | None = None) -> Path | None:

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..settings import Settings, get_settings
 
 __all__ = ["ensure_wordnet", "get_wordnet", "synset_from_wnid", "wnid_of", "synset_name", "synset_caption", "LEXNAMES"]
@@ -120,7 +120,7 @@ def get_wordnet(settings: Settings | None = None):
 def synset_from_wnid(wn, wnid: str):
     """The noun synset of an ImageNet-style id ``n01440764``."""
     if len(wnid) < 2 or wnid[0] != "n" or not wnid[1:].isdigit():
-        raise ValueError(f"{wnid!r} is not a WordNet noun id like 'n01440764'")
+        raise DataError(f"{wnid!r} is not a WordNet noun id like 'n01440764'")
     return wn.synset_from_pos_and_offset("n", int(wnid[1:]))
 
 

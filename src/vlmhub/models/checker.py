@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from ..errors import ConfigError, ModelCheckError
 
 __all__ = ["CheckBudget", "CheckResult", "CheckReport", "check_model", "synthetic_images", "zero_shot_images",
            "binomial_p_value", "COLOURS"]
@@ -100,12 +101,12 @@ class CheckBudget:
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 2:
-            raise ValueError("CheckBudget.batch_size must be at least 2 (the checks compare batch sizes 1 and many)")
+            raise ConfigError("CheckBudget.batch_size must be at least 2 (the checks compare batch sizes 1 and many)")
         for name in ("max_seconds_per_image_batch", "max_seconds_per_text_batch", "max_memory_mb"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"CheckBudget.{name} must be > 0")
+                raise ConfigError(f"CheckBudget.{name} must be > 0")
         if int(self.zero_shot_per_class) < 1:
-            raise ValueError("CheckBudget.zero_shot_per_class must be at least 1")
+            raise ConfigError("CheckBudget.zero_shot_per_class must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,7 @@ def check_model(model, *, budget: CheckBudget | None = None, images: Sequence[An
             ts = [model.preprocess(im) for im in imgs]
             shapes = {tuple(t.shape) for t in ts}
             if len(shapes) != 1 or len(next(iter(shapes))) != 3:
-                raise ValueError(f"preprocess gave tensors of shapes {sorted(shapes)}; expected one (C, H, W) shape")
+                raise ModelCheckError(f"preprocess gave tensors of shapes {sorted(shapes)}; expected one (C, H, W) shape")
             return torch.stack([torch.as_tensor(t) for t in ts])
 
         pixels, sec, exc = _timed(_prep)

@@ -89,7 +89,7 @@ def _spec_from_dict(d: dict) -> ModelSpec:
     d = dict(d)
     config = d.get("config") or {}
     if not isinstance(config, dict):
-        raise TypeError("spec.config must be an object")
+        raise ConfigError("spec.config must be a JSON object of adapter options, e.g. {\"model_dir\": \"...\"}")
     d["tags"] = tuple(d.get("tags") or ())
     d["config"] = tuple(config.items())
     return ModelSpec(**d)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Literal, Mapping, Sequence
 
 import numpy as np
+from ..errors import SelectionError, TaskError
 
 __all__ = ["Weighting", "DEFAULT_WEIGHTING", "zero_shot_probs", "entropy", "ensemble_scores", "MLLEnsemble"]
 
@@ -47,16 +48,16 @@ def ensemble_scores(
 ) -> np.ndarray:
     """Eq. 8-9: the (N x C) confidences ``p_y^k(x)``; ``members[y]`` are the models of class y."""
     if weighting not in ("entropy", "inverse_entropy", "uniform"):
-        raise ValueError(f"unknown weighting {weighting!r}; use entropy, inverse_entropy or uniform")
+        raise SelectionError(f"unknown weighting {weighting!r}; use entropy, inverse_entropy or uniform")
     any_p = next(iter(probs.values()))
     n, C = any_p.shape
     if len(members) != C:
-        raise ValueError(f"members lists {len(members)} classes but the probabilities have {C}")
+        raise TaskError(f"members lists {len(members)} classes but the probabilities have {C}")
     H = {m: entropy(p) for m, p in probs.items()}
     out = np.zeros((n, C))
     for y, ms in enumerate(members):
         if not ms:
-            raise ValueError(f"class {y} has no ensemble members")
+            raise SelectionError(f"class {y} has no ensemble members")
         if weighting == "uniform":
             w = np.full((n, len(ms)), 1.0 / len(ms))
         else:
@@ -82,7 +83,7 @@ class MLLEnsemble:
         used = selection.used_models()
         missing = [m for m in used if m not in models]
         if missing:
-            raise ValueError(f"models {missing} are selected but were not given")
+            raise TaskError(f"models {missing} are selected but were not given")
         self.models = {m: models[m] for m in used}
         self.members = [selection.members(c) for c in range(len(selection.classes))]
         names = list(selection.task.classes)

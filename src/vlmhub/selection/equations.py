@@ -7,6 +7,7 @@ compute through these, so the two can only differ in how they get Eq. 5's node p
 from __future__ import annotations
 
 import numpy as np
+from ..errors import SelectionError
 
 __all__ = ["class_estimates", "reuse_scores", "top_k_models"]
 
@@ -19,7 +20,7 @@ def class_estimates(P: np.ndarray, Z: np.ndarray) -> np.ndarray:
 def reuse_scores(p_my: np.ndarray, alpha: float) -> np.ndarray:
     """Eq. 7: ``r_{m,y} = alpha p_{m,y} + (1 - alpha) / |Y_T| sum_{y'} p_{m,y'}``."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        raise SelectionError(f"alpha must lie in [0, 1], got {alpha}")
     p_my = np.asarray(p_my, np.float64)
     return alpha * p_my + (1 - alpha) * p_my.mean(axis=1, keepdims=True)
 
@@ -27,6 +28,6 @@ def reuse_scores(p_my: np.ndarray, alpha: float) -> np.ndarray:
 def top_k_models(r: np.ndarray, k: int) -> np.ndarray:
     """Indices (C x k) of the k highest ``r_{m,y}`` per class, ties resolved by model order."""
     if k < 1:
-        raise ValueError("k must be >= 1")
+        raise SelectionError("k must be >= 1")
     k = min(k, r.shape[0])
     return np.argsort(-r, axis=0, kind="stable")[:k].T

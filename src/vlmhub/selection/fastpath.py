@@ -54,6 +54,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 
+from ..errors import DataError, LabelError, SelectionError, TaskError
 from ..storage.atomic import atomic_write_npz
 from ..storage.embeddings import NPZ_ERRORS
 from .equations import class_estimates, reuse_scores
@@ -110,7 +111,7 @@ def canonical_argmax(image_emb: np.ndarray, caption_emb: np.ndarray) -> np.ndarr
     if n == 0:
         return np.zeros(0, np.int64)
     if S == 0:
-        raise ValueError("no captions to choose from")
+        raise TaskError("no captions to choose from")
     X64, C64 = X.astype(np.float64), C.astype(np.float64)
     G = X64 @ C64.T
     xn = np.sqrt((X64 * X64).sum(axis=1))
@@ -139,7 +140,7 @@ def _precision_from_counts(tp: np.ndarray, n_v: np.ndarray, n_pred: np.ndarray |
         assert n_pred is not None
         prec = np.divide(tp, n_pred, out=np.zeros(shape), where=n_pred > 0)
         return np.divide(2 * prec * recall, prec + recall, out=np.zeros(shape), where=(prec + recall) > 0)
-    raise ValueError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
+    raise SelectionError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
 
 
 def exact_node_precision(
@@ -152,7 +153,7 @@ def exact_node_precision(
     """``node_precision`` with the canonical decision (:func:`canonical_argmax`) instead of float32 argmax."""
     S = caption_emb.shape[0]
     if metric not in ("precision", "f1"):
-        raise ValueError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
+        raise SelectionError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
     if len(membership) == 0:
         return np.zeros(S)
     pred = canonical_argmax(image_emb, caption_emb)
@@ -193,7 +194,7 @@ def fast_transfer_matrix(
     """Same ``(selected, Z, sims)`` as :func:`~vlmhub.selection.mll.transfer_matrix`, plus ``top`` (C x k), the
     per-class node ranking ``select`` needs. Pass ``node_emb`` already as float64 to skip a conversion."""
     if k_nodes < 1:
-        raise ValueError("k_nodes must be >= 1")
+        raise SelectionError("k_nodes must be >= 1")
     sims = np.asarray(class_emb, np.float64) @ np.asarray(node_emb, np.float64).T  # C x V
     top = stable_topk(sims, k_nodes)
     selected = np.unique(top.ravel())
@@ -308,7 +309,7 @@ class ConfuserIndex:
         bounded by ``chunk`` images at a time.
         """
         if L < 1:
-            raise ValueError("L must be >= 1")
+            raise SelectionError("L must be >= 1")
         X = np.ascontiguousarray(image_emb, np.float32)
         C = np.ascontiguousarray(caption_emb, np.float32)
         N, D = X.shape
@@ -396,11 +397,11 @@ class ConfuserIndex:
         try:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["format"]) != INDEX_FORMAT:
-                    raise ValueError(f"{path} is not a {INDEX_FORMAT} file")
+                    raise DataError(f"{path} is not a {INDEX_FORMAT} file")
                 return cls(np.asarray(z["ranks"]), int(z["n_nodes"]), int(z["L"]), int(z["dim"]),
                            str(z["graph_version"]), str(z["fingerprint"]))
         except NPZ_ERRORS as exc:  # truncated / overwritten file (zipfile.BadZipFile is no OSError)
-            raise ValueError(f"cannot read fast-path index {path}: {type(exc).__name__}: {exc}") from None
+            raise DataError(f"cannot read fast-path index {path}: {type(exc).__name__}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -450,13 +451,13 @@ class FastEq5:
     def from_indexes(cls, membership: GraphMembership, model_ids: Sequence[str], indexes: Sequence[ConfuserIndex],
                      loaders: Sequence[EmbLoader], build_seconds: float = 0.0) -> "FastEq5":
         if not indexes:
-            raise ValueError("no models")
+            raise SelectionError("no models to select from; label at least one model (vlmhub label)")
         L = max(ix.ranks.shape[1] for ix in indexes)
         dtype = _node_dtype(membership.n_nodes)
         ranks = np.full((len(indexes), L, membership.n_images), -1, dtype)
         for m, ix in enumerate(indexes):
             if ix.ranks.shape[0] != membership.n_images or ix.n_nodes != membership.n_nodes:
-                raise ValueError(f"index of {model_ids[m]} was built for another graph")
+                raise LabelError(f"index of {model_ids[m]} was built for another graph")
             ranks[m, : ix.ranks.shape[1], :] = ix.ranks.T
         return cls(membership, tuple(model_ids), ranks, tuple(loaders), build_seconds)
 
@@ -572,11 +573,11 @@ class FastEq5:
     def precision_matrix(self, selected: Sequence[int] | np.ndarray, metric: Metric = "precision") -> np.ndarray:
         """``P`` (models x |S|): ``exact_node_precision`` of every model for the sorted node indices ``selected``."""
         if metric not in ("precision", "f1"):
-            raise ValueError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
+            raise SelectionError(f"unknown metric {metric!r}; use 'precision' (Eq. 5) or 'f1' (official code)")
         t0 = time.perf_counter()
         sel = np.asarray(selected, np.int64)
         if np.any(sel[1:] <= sel[:-1]):
-            raise ValueError("selected node indices must be sorted and unique (np.unique)")
+            raise SelectionError("selected node indices must be sorted and unique (np.unique)")
         S, M = len(sel), len(self.model_ids)
         pos, img_rows, lens = self.membership.pairs(sel)
         if len(pos) == 0:

@@ -15,13 +15,13 @@ Pure functions implement the equations; :class:`MLLSelector` wires them to a hub
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal, Sequence
 
 import numpy as np
 
 from ..concepts.graph import SemanticGraph
-from ..errors import NotLabeledError, TaskError
+from ..errors import ConfigError, NotFittedError, NotLabeledError, SelectionError, TaskError
 from ..labeling.labels import LabelStore, caption_key
 from ..models.text import CachedTextEmbedder, get_text_embedder
 from ..settings import Settings, get_settings
@@ -48,7 +48,7 @@ Metric = Literal["precision", "f1"]
 def transfer_matrix(class_emb: np.ndarray, node_emb: np.ndarray, k_nodes: int, *, normalize: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Z of Section 4.3. Returns ``(selected node indices (S,), Z (S x C), class-node similarities (C x V))``."""
     if k_nodes < 1:
-        raise ValueError("k_nodes must be >= 1")
+        raise SelectionError("k_nodes must be >= 1")
     from .fastpath import fast_transfer_matrix
 
     selected, Z, sims, _top = fast_transfer_matrix(class_emb, node_emb, k_nodes, normalize=normalize)
@@ -92,6 +92,13 @@ class MLLConfig:
     #: use the exact fast path for Eq. 5 (:mod:`vlmhub.selection.fastpath`); same decisions, ~30x faster
     fast: bool = True
     fast_L: int = 64
+
+    #: options read only when a selection is computed: changing them never refits (no label is re-read)
+    QUERY_TIME = ("k_models", "alpha", "k_nodes", "metric", "normalize_z")
+
+    def fit_key(self) -> tuple:
+        """The options a fitted selector depends on (everything but :attr:`QUERY_TIME`): equal keys share a fit."""
+        return tuple((f.name, getattr(self, f.name)) for f in fields(self) if f.name not in self.QUERY_TIME)
 
     def __post_init__(self) -> None:
         from .config import SelectionConfig
@@ -180,6 +187,23 @@ class MLLSelector:
 
             self.config = replace(self.config, **overrides)
 
+    def with_query(self, **options) -> "MLLSelector":
+        """This fitted selector with other query-time options (``alpha``, ``k_nodes``, ``metric``,
+        ``normalize_z``, ``k_models``): a shallow copy sharing the loaded labels and index, so nothing is
+        refitted. A fit-time option (captions, text embedder, rendition, fast path) needs a new ``fit``."""
+        import copy
+        from dataclasses import replace
+
+        fit_time = sorted(set(options) - set(MLLConfig.QUERY_TIME))
+        if fit_time:
+            raise ConfigError(f"{', '.join(fit_time)} change what fit() loads; build MLLSelector(settings, config) "
+                              f"and fit it. Query-time options are {', '.join(MLLConfig.QUERY_TIME)}.")
+        if not options:
+            return self
+        out = copy.copy(self)
+        out.config = replace(self.config, **options)
+        return out
+
     # ------------------------------------------------------------------------------------------
     def fit(self, model_ids: Sequence[str] | None = None, graph: SemanticGraph | None = None, *,
             require_complete: bool = True) -> "MLLSelector":
@@ -218,7 +242,7 @@ class MLLSelector:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "graph_"):
-            raise RuntimeError("call fit() before select()")
+            raise NotFittedError("this selector is not fitted: call fit(labels) before select()")
 
     def task_embeddings(self, task: Task) -> tuple[np.ndarray, list[list[str]]]:
         """Mean normalised embedding of each class's captions (C x d) and the captions themselves."""

@@ -47,7 +47,7 @@ class SelectorResult:
 
     def mean(self, metric: str) -> float:
         if metric not in METRIC_NAMES:
-            raise KeyError(metric)
+            raise TableError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_NAMES)}")
         vals = [getattr(t.metrics, metric) for t in self.targets]
         vals = [v for v in vals if math.isfinite(v)]
         return float(np.mean(vals)) if vals else math.nan

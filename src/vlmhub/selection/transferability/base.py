@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy import linalg as sla
 
-from vlmhub.errors import DataError
+from vlmhub.errors import ConfigError, DataError
 
 __all__ = ["ProbeSet", "pca_reduce"]
 
@@ -217,7 +217,7 @@ def pca_reduce(
     u = u * signs
     if variance is not None:
         if not 0.0 < variance <= 1.0:
-            raise ValueError(f"variance must be in (0, 1], got {variance}")
+            raise ConfigError(f"variance must be in (0, 1], got {variance}")
         ratio = np.cumsum(s**2) / np.sum(s**2)
         k = int(np.searchsorted(ratio, variance - 1e-12, side="left")) + 1
     elif n_components is not None:

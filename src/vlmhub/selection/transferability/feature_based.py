@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import special
 
+from ...errors import ConfigError
 from .base import _EPS, _TINY, _class_means, _features_labels, _thin_svd, pca_reduce
 
 __all__ = ["h_score", "shrinkage_h_score", "ledoit_wolf_shrinkage", "sfda", "gbc"]
@@ -184,7 +185,7 @@ def gbc(
     better. The spherical log-determinant counts all D dims (the reference code omits the factor D).
     """
     if gaussian not in ("spherical", "diagonal"):
-        raise ValueError(f"gaussian must be 'spherical' or 'diagonal', got {gaussian!r}")
+        raise ConfigError(f"gaussian must be 'spherical' or 'diagonal', got {gaussian!r}")
     x, y, c, counts = _features_labels(features, labels)
     if pca_dim is not None and x.shape[1] > pca_dim:
         x = pca_reduce(x, n_components=pca_dim)

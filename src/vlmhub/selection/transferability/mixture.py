@@ -10,6 +10,7 @@ import numpy as np
 from scipy import linalg as sla
 from scipy import special
 
+from ...errors import ConfigError
 from .base import _EPS, _TINY, _features_labels, _one_hot, pca_reduce
 from .label_based import _leep_from_probs
 
@@ -131,7 +132,7 @@ def gaussian_mixture_posteriors(
     x = np.asarray(features, dtype=np.float64)
     n = x.shape[0]
     if covariance not in ("diag", "full"):
-        raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
+        raise ConfigError(f"covariance must be 'diag' or 'full', got {covariance!r}")
     k = max(1, min(int(n_components), n))
     mean_var = float(np.mean(np.var(x, axis=0)))
     reg = reg_covar * (mean_var if mean_var > 0 else 1.0)
