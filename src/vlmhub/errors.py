@@ -27,6 +27,8 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "UnknownAssetError",
+    "PackageError",
+    "SubmissionError",
 ]
 
 
@@ -123,3 +125,12 @@ def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:
         f"{purpose} needs the optional package '{package}', which is not installed. "
         f"Install it with: pip install 'vlmhub[{extra}]'"
     )
+
+
+class PackageError(DataError):
+    """An uploaded model package is refused (unsafe archive member, pickled weights, remote code, over a
+    limit, wrong layout); the message names the member and how to pack it correctly."""
+
+
+class SubmissionError(VlmhubError, ValueError):
+    """A submission cannot be made or changed in its current state (duplicate, withdrawn, not yours, ...)."""

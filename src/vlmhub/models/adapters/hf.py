@@ -116,7 +116,8 @@ class HFClipModel(ZeroShotModel):
         transformers = import_transformers()
         import torch  # noqa: PLC0415
 
-        kw = {"local_files_only": True} if (offline or src.is_local) else {}
+        kw: dict = {"local_files_only": True} if (offline or src.is_local) else {}
+        kw["trust_remote_code"] = False  # never run code shipped with a model (submissions are untrusted)
         try:
             config = transformers.AutoConfig.from_pretrained(src.location, **kw)
         except (OSError, ValueError) as exc:
@@ -130,7 +131,9 @@ class HFClipModel(ZeroShotModel):
         self.family = model_type  # type: ignore[assignment]
         model_cls = transformers.CLIPModel if model_type == "clip" else transformers.SiglipModel
         try:
-            model = model_cls.from_pretrained(src.location, **kw)
+            # weights as safetensors where the folder has them (transformers' default; stated, not assumed)
+            safe = src.is_local and any(Path(src.location).glob("*.safetensors"))
+            model = model_cls.from_pretrained(src.location, **kw, **({"use_safetensors": True} if safe else {}))
             tokenizer = transformers.AutoTokenizer.from_pretrained(src.location, **kw)
             image_processor = transformers.AutoImageProcessor.from_pretrained(src.location, **kw)
         except (OSError, ValueError) as exc:
