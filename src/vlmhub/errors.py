@@ -20,6 +20,11 @@ __all__ = [
     "MissingExtraError",
     "TableError",
     "SelectionError",
+    "DatabaseError",
+    "AuthenticationError",
+    "PermissionDenied",
+    "LeaseLostError",
+    "StateError",
 ]
 
 
@@ -76,6 +81,26 @@ class MissingExtraError(VlmhubError, ImportError):
 
 class TableError(DataError):
     """A performance table is missing, malformed or does not fit the protocol."""
+
+
+class DatabaseError(ConfigError):
+    """The hub database is unreachable, at an unknown schema revision, or inconsistent with the home's files."""
+
+
+class AuthenticationError(VlmhubError, PermissionError):
+    """A token is missing, malformed, unknown, revoked or expired (HTTP 401)."""
+
+
+class PermissionDenied(VlmhubError, PermissionError):
+    """An authenticated principal lacks the role or ownership an action needs (HTTP 403)."""
+
+
+class LeaseLostError(VlmhubError, RuntimeError):
+    """A worker acted on a label job whose lease it no longer holds (expired and claimed by another worker)."""
+
+
+class StateError(VlmhubError, ValueError):
+    """A record cannot move to the requested state from its current one (e.g. a rejected model to labeling)."""
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:
