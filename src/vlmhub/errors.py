@@ -25,6 +25,7 @@ __all__ = [
     "PermissionDenied",
     "LeaseLostError",
     "StateError",
+    "NotFoundError",
 ]
 
 
@@ -101,6 +102,10 @@ class LeaseLostError(VlmhubError, RuntimeError):
 
 class StateError(VlmhubError, ValueError):
     """A record cannot move to the requested state from its current one (e.g. a rejected model to labeling)."""
+
+
+class NotFoundError(VlmhubError, LookupError):
+    """A record (token, submission, label job, artifact) named by id does not exist (HTTP 404)."""
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:
