@@ -26,6 +26,7 @@ __all__ = [
     "LeaseLostError",
     "StateError",
     "NotFoundError",
+    "ConflictError",
 ]
 
 
@@ -106,6 +107,10 @@ class StateError(VlmhubError, ValueError):
 
 class NotFoundError(VlmhubError, LookupError):
     """A record (token, submission, label job, artifact) named by id does not exist (HTTP 404)."""
+
+
+class ConflictError(VlmhubError, ValueError):
+    """A record with that id or content already exists (HTTP 409): a duplicate model id or submission."""
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:
