@@ -102,3 +102,6 @@ def toy_hub(settings, color_data):
     hub = Hub(settings, model_ids=["toy-a", "toy-b", "toy-c"])
     hub.label(sample_sets=[color_data["samples"]], progress=False)
     return hub
+
+
+from pg import db_url, pg_cluster  # noqa: E402,F401  (a throwaway PostgreSQL cluster; DB tests run on both backends)

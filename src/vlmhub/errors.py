@@ -29,6 +29,13 @@ __all__ = [
     "UnknownAssetError",
     "PackageError",
     "SubmissionError",
+    "DatabaseError",
+    "AuthenticationError",
+    "PermissionDenied",
+    "LeaseLostError",
+    "StateError",
+    "NotFoundError",
+    "ConflictError",
 ]
 
 
@@ -117,6 +124,34 @@ class UnknownAssetError(DataError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DatabaseError(ConfigError):
+    """The hub database is unreachable, at an unknown schema revision, or inconsistent with the home's files."""
+
+
+class AuthenticationError(VlmhubError, PermissionError):
+    """A token is missing, malformed, unknown, revoked or expired (HTTP 401)."""
+
+
+class PermissionDenied(VlmhubError, PermissionError):
+    """An authenticated principal lacks the role or ownership an action needs (HTTP 403)."""
+
+
+class LeaseLostError(VlmhubError, RuntimeError):
+    """A worker acted on a label job whose lease it no longer holds (expired and claimed by another worker)."""
+
+
+class StateError(VlmhubError, ValueError):
+    """A record cannot move to the requested state from its current one (e.g. a rejected model to labeling)."""
+
+
+class NotFoundError(VlmhubError, LookupError):
+    """A record (token, submission, label job, artifact) named by id does not exist (HTTP 404)."""
+
+
+class ConflictError(VlmhubError, ValueError):
+    """A record with that id or content already exists (HTTP 409): a duplicate model id or submission."""
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> MissingExtraError:

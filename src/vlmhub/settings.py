@@ -18,6 +18,8 @@ Data assets (:mod:`vlmhub.assets`) are looked up in ``data_dir`` -> ``user_data_
 the tables packaged inside vlmhub (:attr:`Settings.data_roots`).
 * ``wordnet_dir`` (``VLMHUB_WORDNET``): an nltk data folder holding ``corpora/wordnet``.
   Default ``<home>/nltk_data``; filled from Debian's ``wordnet-base`` on first use.
+* ``database_url`` (``VLMHUB_DATABASE_URL``): the hub database (SQLAlchemy URL). Default a SQLite file
+  ``<home>/hub.db``; a shared hub uses ``postgresql+psycopg://user@host/dbname`` (docs/hub.md).
 
 Hub layout under ``home`` (documented in docs/storage.md)::
 
@@ -26,6 +28,8 @@ Hub layout under ``home`` (documented in docs/storage.md)::
     cache/text/<embedder>/               caption embeddings of the selection text embedder
     cache/features/<trunk>/<dataset>/    cached image features of target datasets
     nltk_data/corpora/wordnet/           WordNet 3.0 for nltk
+    hub.db                               the hub database (SQLite default; see docs/hub.md)
+    artifacts/sha256/<ab>/<sha256>.npy   content-addressed arrays the database points at
 """
 
 from __future__ import annotations
@@ -122,6 +126,8 @@ class Settings:
     num_workers: int = field(default_factory=lambda: int(os.environ.get("VLMHUB_WORKERS", "2")))
     #: largest image (width x height) any path decodes; a larger one is refused before its pixels are read
     max_image_pixels: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_IMAGE_PIXELS", 40_000_000))
+    #: SQLAlchemy URL of the hub database; ``None`` means the SQLite file ``<home>/hub.db`` (see :attr:`db_url`)
+    database_url: str | None = field(default_factory=lambda: os.environ.get("VLMHUB_DATABASE_URL") or None)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
@@ -162,6 +168,14 @@ class Settings:
         if self.mirror_dir is not None:
             roots.append(("mirror", self.mirror_dir))
         return tuple(roots)
+    def db_url(self) -> str:
+        """The hub database URL: :attr:`database_url`, else the SQLite file ``<home>/hub.db``."""
+        return self.database_url or f"sqlite:///{self.home / 'hub.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Content-addressed arrays the hub database points at (``<home>/artifacts``)."""
+        return self.home / "artifacts"
 
     def require_data_dir(self) -> Path:
         """The shared data folder, or a :class:`ConfigError` that says how to point vlmhub at it.
