@@ -168,6 +168,8 @@ class Settings:
         if self.mirror_dir is not None:
             roots.append(("mirror", self.mirror_dir))
         return tuple(roots)
+
+    @property
     def db_url(self) -> str:
         """The hub database URL: :attr:`database_url`, else the SQLite file ``<home>/hub.db``."""
         return self.database_url or f"sqlite:///{self.home / 'hub.db'}"
