@@ -24,6 +24,9 @@ INTERNAL = {
     ("storage/atomic.py", "TypeError"),              # object arrays handed to the npz writer (never pickled)
     ("tables/selectors/base.py", "TypeError"),       # @register_selector on something that is no selector
     ("models/checker.py", "KeyError"),               # CheckReport.result(name): a Mapping-style lookup
+    ("hubdb/artifacts.py", "TypeError"),             # object arrays handed to the artifact writer
+    ("hubdb/schema.py", "ValueError"),               # a naive datetime bound by vlmhub's own code
+    ("hubdb/migrations/env.py", "RuntimeError"),     # alembic's env run outside vlmhub.hubdb.migrate
 }
 
 
