@@ -7,6 +7,7 @@ package is cheap: the submodules, and SQLAlchemy with them, load on first attrib
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -14,10 +15,10 @@ __all__ = [
     "ModelState", "JobStatus", "Role", "SubmissionStatus",
 ]
 
-_LAZY = {
+_LAZY = MappingProxyType({
     "HubDB": "engine", "UpgradeReport": "engine", "upgrade": "engine",
     "ModelState": "schema", "JobStatus": "schema", "Role": "schema", "SubmissionStatus": "schema",
-}
+})
 
 
 def __getattr__(name: str) -> Any:

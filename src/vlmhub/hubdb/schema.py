@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from . import _deps  # noqa: F401  (MissingExtraError naming vlmhub[db] when SQLAlchemy is absent)
 
@@ -59,7 +60,7 @@ class ModelState(str, enum.Enum):
 
 
 #: allowed state changes; anything else raises :class:`~vlmhub.errors.StateError`
-MODEL_TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
+MODEL_TRANSITIONS: Mapping[ModelState, frozenset[ModelState]] = MappingProxyType({
     ModelState.SUBMITTED: frozenset({ModelState.CHECKING, ModelState.REJECTED}),
     ModelState.CHECKING: frozenset({ModelState.QUEUED, ModelState.REJECTED, ModelState.SUBMITTED}),
     ModelState.QUEUED: frozenset({ModelState.LABELING, ModelState.READY, ModelState.REJECTED}),
@@ -67,7 +68,7 @@ MODEL_TRANSITIONS: dict[ModelState, frozenset[ModelState]] = {
     # a ready model is re-labeled (new graph nodes, admin re-label) through queued again
     ModelState.READY: frozenset({ModelState.QUEUED, ModelState.LABELING, ModelState.REJECTED}),
     ModelState.REJECTED: frozenset({ModelState.SUBMITTED}),
-}
+})
 
 
 class JobStatus(str, enum.Enum):
@@ -96,7 +97,7 @@ class Role(str, enum.Enum):
         return self.rank >= Role(needed).rank
 
 
-_ROLE_RANK = {Role.READER: 0, Role.SUBMITTER: 1, Role.ADMIN: 2}
+_ROLE_RANK: Mapping[Role, int] = MappingProxyType({Role.READER: 0, Role.SUBMITTER: 1, Role.ADMIN: 2})
 
 
 class SubmissionStatus(str, enum.Enum):
