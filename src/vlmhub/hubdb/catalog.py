@@ -29,7 +29,7 @@ from .schema import MODEL_TRANSITIONS, ModelRow, ModelState, Role, SubmissionRow
 if TYPE_CHECKING:
     from .engine import HubDB
 
-__all__ = ["ModelRecord", "SubmissionRecord", "add_model", "get_model", "list_models", "set_model_state",
+__all__ = ["ModelRecord", "SubmissionRecord", "add_model", "get_model", "list_models", "set_model_state", "update_model_spec",
            "delete_model", "create_submission", "get_submission", "list_submissions", "withdraw_submission",
            "MODEL_ID_RE"]
 
@@ -174,6 +174,25 @@ def set_model_state(db: "HubDB", model_id: str, state: ModelState | str, *, reas
         if row is None:
             raise UnknownModelError(f"no model {model_id!r} in the hub database. Run `vlmhub models list`.")
         _move(db, s, row, state, reasons, actor)
+        return _model(s, row)
+
+
+def update_model_spec(db: "HubDB", model_id: str, spec: dict, *, params_m: float | None = None,
+                      gflops: float | None = None, architecture: str | None = None, actor: str | None = None) -> ModelRecord:
+    """Replace a model's spec (and the figures derived from it) once the checker has measured the model."""
+    with db.write() as s:
+        row = s.get(ModelRow, model_id, with_for_update=True)
+        if row is None:
+            raise UnknownModelError(f"no model {model_id!r} in the hub database. Run `vlmhub models list`.")
+        row.spec = dict(spec)
+        if params_m is not None:
+            row.params_m = float(params_m)
+        if gflops is not None:
+            row.gflops = float(gflops)
+        if architecture is not None:
+            row.architecture = architecture
+        row.updated_at = utcnow()
+        db.audit(s, actor, "model.spec", model_id)
         return _model(s, row)
 
 

@@ -227,6 +227,30 @@ def add_model(source: str, *, model_id: str | None = None, settings=None, check:
     return spec
 
 
+def record_model(spec: ModelSpec, source: str, *, settings=None, checked: bool = True) -> ModelSpec:
+    """Enter an already checked model (e.g. a submission that passed the sandboxed checks) into models.json
+    without loading it again. Idempotent: recording the same id with the same source twice is a no-op; the same
+    id with another source is a :class:`ConfigError`."""
+    from .adapters import parse_source
+
+    settings = _settings(settings)
+    src = parse_source(source)
+    if not isinstance(spec.id, str) or not _ID_RE.match(spec.id) or _is_builtin(spec.id):
+        raise ConfigError(f"model id {spec.id!r} cannot be recorded: invalid or taken by a built-in model.")
+    path = models_file(settings)
+    with file_lock(_lock_path(path)):
+        models = read_models_file(path)
+        same = [m for m in models if m.id == spec.id]
+        if same:
+            if same[0].source == src.source:
+                return same[0].spec
+            raise ConfigError(f"a user model with id {spec.id!r} and another source is already in {path}.")
+        entry = UserModel(spec=spec, source=src.source, adapter=src.adapter,
+                          added=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), checked=bool(checked))
+        _write(path, [*models, entry])
+    return spec
+
+
 def remove_model(model_id: str, *, settings=None) -> ModelSpec:
     """Remove a user model from the home's models.json; return its spec."""
     path = models_file(settings)

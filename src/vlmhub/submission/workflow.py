@@ -1,0 +1,325 @@
+"""The submission stage end to end, on the hub database: submit → check (sandbox) → label (leased jobs) → ready.
+
+::
+
+    sub = submit(db, settings, principal, package_bytes)          # state submitted (a submitter token)
+    process(db, settings, "worker-1")                             # what `vlmhub worker` runs, any number at once
+
+A worker step (:func:`work_once`) does the first of:
+
+1. **check** a ``submitted`` model: move it to ``checking`` (a row lock makes one worker win), run the admission
+   checks in a sandbox (:func:`~vlmhub.submission.sandbox.check_in_sandbox`); passed → its measured spec is stored
+   and one label job per shard of the current graph's nodes is enqueued (``queued``); failed → ``rejected`` with
+   the checker's reasons. A worker killed while checking leaves the model in ``checking``; after
+   ``2 x`` the check time limit any worker puts it back to ``submitted``.
+2. **label** one shard: claim a job (a lease, renewed by heartbeats), embed the shard's sample images and
+   captions with the model, store the array as a content-addressed artifact; the last shard makes the model
+   ``ready`` (:func:`vlmhub.hubdb.jobs.finish`).
+3. **publish** a ``ready`` model not yet in the home's catalog: its shard artifacts are appended, in shard order,
+   to the label store (only rows still missing), the label is marked complete, then the model is entered into
+   ``models.json`` — so a :class:`~vlmhub.hub.Hub` sees the model only once its label is whole. Publishing is
+   idempotent, so a kill at any point is repaired by the next worker.
+
+Shard arrays are deterministic (fixed order, fixed batches), so labels from a run with killed workers are
+byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import ConflictError, LeaseLostError, PackageError, StateError
+from ..settings import Settings
+from .package import PackageLimits, unpack_package
+from .sandbox import SandboxLimits, check_in_sandbox
+
+if TYPE_CHECKING:
+    from ..hubdb.auth import Principal
+    from ..hubdb.catalog import SubmissionRecord
+    from ..hubdb.engine import HubDB
+    from ..hubdb.jobs import Lease
+
+__all__ = ["WorkflowConfig", "StepResult", "submit", "work_once", "process", "shard_refs", "compute_shard",
+           "publish_model"]
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """Limits and sizes of the submission stage (defaults are safe for a shared hub)."""
+
+    package: PackageLimits = PackageLimits()
+    sandbox: SandboxLimits = SandboxLimits()
+    zero_shot_check: bool = True
+    nodes_per_shard: int = 64
+    lease_s: float = 120.0
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one worker step did: ``kind`` and the model it acted on (``idle`` when nothing was to do)."""
+
+    kind: Literal["checked", "rejected", "labeled", "published", "lost", "idle"]
+    model_id: str | None = None
+    detail: str = ""
+
+
+# -- submit ---------------------------------------------------------------------------------------------------------
+def submit(db: "HubDB", settings: Settings, principal: "Principal", upload: bytes, *, model_id: str | None = None,
+           config: WorkflowConfig | None = None) -> "SubmissionRecord":
+    """Validate and store an uploaded model package for ``principal`` (role submitter or admin).
+
+    The package is unpacked into ``<home>/packages/<sha256>/`` (refused packages leave nothing); a package already
+    submitted, or a model id already taken, is a :class:`ConflictError`."""
+    from ..hubdb.catalog import create_submission
+    from ..models.registry import builtin_entries
+
+    from ..hubdb.auth import require_role
+
+    require_role(principal, "submitter")
+    config = config or WorkflowConfig()
+    if not isinstance(upload, (bytes, bytearray)) or not upload:
+        raise PackageError("the upload is empty; send the model package archive (.zip or .tar.gz).")
+    if len(upload) > config.package.max_bytes:
+        raise PackageError(f"the upload is {len(upload)} bytes, over the hub's limit of {config.package.max_bytes}.")
+    sha = hashlib.sha256(upload).hexdigest()
+    dest = settings.home / "packages" / sha
+    if dest.exists():
+        raise ConflictError(f"this package (sha256 {sha[:12]}...) was submitted before; change the package or "
+                            "withdraw the earlier submission.")
+    pkg = unpack_package(bytes(upload), dest, limits=config.package)
+    try:
+        meta = pkg.meta_dict()
+        mid = model_id or meta.get("id") or f"sub-{sha[:12]}"
+        if not isinstance(mid, str) or not _ID_RE.match(mid):
+            raise PackageError(f"invalid model id {mid!r}: use 1-100 letters, digits, '.', '_' or '-'.")
+        if mid in builtin_entries():
+            raise ConflictError(f"model id {mid!r} is a built-in model of the hub; choose another id.")
+        return create_submission(db, model_id=mid, source=pkg.source, spec={}, submitter=principal.user,
+                                 package_sha256=sha, package_bytes=len(upload), package_path=str(dest),
+                                 details={"kind": pkg.kind, "files": list(pkg.files), "meta": meta},
+                                 architecture=meta.get("architecture"), licence=meta.get("licence"))
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+# -- check ----------------------------------------------------------------------------------------------------------
+def _reset_stale_checks(db: "HubDB", config: WorkflowConfig) -> None:
+    from ..hubdb.catalog import list_models, set_model_state
+    from ..hubdb.schema import utcnow
+
+    limit = timedelta(seconds=2 * config.sandbox.seconds)
+    for m in list_models(db, state="checking"):
+        updated = m.updated_at if m.updated_at.tzinfo else m.updated_at.replace(tzinfo=utcnow().tzinfo)
+        if utcnow() - updated > limit:
+            try:
+                set_model_state(db, m.id, "submitted", reasons=["the check was interrupted; checking again"],
+                                actor="worker")
+            except StateError:
+                pass
+
+
+def _check_one(db: "HubDB", settings: Settings, worker_id: str, config: WorkflowConfig) -> StepResult | None:
+    from ..concepts.graph import current_graph
+    from ..hubdb.catalog import list_models, set_model_state, update_model_spec
+    from ..hubdb.jobs import enqueue_label_jobs, shard_nodes
+
+    _reset_stale_checks(db, config)
+    for m in list_models(db, state="submitted"):
+        try:
+            set_model_state(db, m.id, "checking", actor=worker_id)
+        except StateError:
+            continue  # another worker took it
+        out = check_in_sandbox(m.source, model_id=m.id, home=settings.home, limits=config.sandbox,
+                               zero_shot=config.zero_shot_check,
+                               env={"VLMHUB_WORDNET": str(settings.wordnet_dir)})
+        if not out.passed:
+            set_model_state(db, m.id, "rejected", reasons=list(out.reasons) or [out.verdict], actor=worker_id)
+            return StepResult("rejected", m.id, "; ".join(out.reasons))
+        spec = out.spec or {}
+        update_model_spec(db, m.id, spec, params_m=spec.get("params_m"), gflops=spec.get("gflops"), actor=worker_id)
+        graph = current_graph(settings)
+        shards = shard_nodes([n.id for n in graph.nodes], config.nodes_per_shard)
+        enqueue_label_jobs(db, m.id, shards, graph_version=graph.version, actor=worker_id)
+        return StepResult("checked", m.id, f"{len(shards)} label jobs")
+    return None
+
+
+# -- label ----------------------------------------------------------------------------------------------------------
+def shard_refs(graph, nodes: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """The image ids (sorted, unique) and captions (in node order) a shard of node ids covers."""
+    by_id = {n.id: n for n in graph.nodes}
+    missing = [v for v in nodes if v not in by_id]
+    if missing:
+        raise StateError(f"label job names nodes {missing[:3]} that the graph {graph.version} lacks.")
+    images = sorted({x for v in nodes for x in by_id[v].images})
+    captions = list(dict.fromkeys(by_id[v].caption for v in nodes))
+    return images, captions
+
+
+def compute_shard(model, graph, nodes, *, batch_size: int = 16) -> np.ndarray:
+    """The label rows of one shard: image embeddings (sorted image ids) stacked over caption embeddings
+    (node order), float32. Deterministic: fixed order and fixed batch composition."""
+    from ..models.runner import _prep_batch
+
+    images, captions = shard_refs(graph, nodes)
+    rows = []
+    for i in range(0, len(images), batch_size):
+        chunk = images[i : i + batch_size]
+        pixels = _prep_batch(model, [(x, graph.image_paths[x], "original") for x in chunk])
+        rows.append(np.asarray(model.encode_image(pixels), np.float32))
+    if captions:
+        rows.append(np.asarray(model.encode_text(captions), np.float32))
+    return np.concatenate(rows, axis=0) if rows else np.zeros((0, model.embed_dim), np.float32)
+
+
+class _ModelCache:
+    """Models a worker has loaded, by id (one worker labels many shards of one model in a row)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._models: dict[str, Any] = {}
+
+    def get(self, model_id: str, source: str):
+        if model_id not in self._models:
+            from ..models.user_hub import build_from_source
+
+            self._models.clear()  # keep one model in memory
+            self._models[model_id] = build_from_source(source, model_id=model_id, settings=self.settings)
+        return self._models[model_id]
+
+
+def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: WorkflowConfig, cache: _ModelCache) -> StepResult | None:
+    from ..concepts.graph import load_graph
+    from ..hubdb.catalog import get_model
+    from ..hubdb.jobs import claim, fail, finish, heartbeat
+
+    lease = claim(db, worker_id, config.lease_s)
+    if lease is None:
+        return None
+    try:
+        model = cache.get(lease.model_id, get_model(db, lease.model_id).source)
+        graph = load_graph(lease.graph_version, settings)
+        arr = compute_shard(model, graph, lease.nodes, batch_size=config.batch_size)
+        heartbeat(db, lease, config.lease_s)
+        finish(db, lease, arr)
+    except LeaseLostError:
+        return StepResult("lost", lease.model_id, f"shard {lease.shard}")
+    except Exception as exc:  # noqa: BLE001 - a model failing on a shard fails the job (retried), not the worker
+        fail(db, lease, f"{type(exc).__name__}: {exc}")
+        return StepResult("labeled", lease.model_id, f"shard {lease.shard} failed: {exc}")
+    return StepResult("labeled", lease.model_id, f"shard {lease.shard}")
+
+
+# -- publish --------------------------------------------------------------------------------------------------------
+def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
+    """Write a ready model's shard artifacts into the label store and enter it into the home's catalog.
+
+    Returns whether anything was done (False: already published). Idempotent and safe to repeat after a kill."""
+    from ..concepts.graph import load_graph
+    from ..hubdb.artifacts import load_array
+    from ..hubdb.catalog import get_model
+    from ..hubdb.jobs import list_jobs
+    from ..labeling.labels import LabelStore, caption_key
+    from ..models.base import ModelSpec
+    from ..models.user_hub import _spec_from_dict, read_models_file, models_file, record_model
+    from ..storage.atomic import file_lock
+
+    rec = get_model(db, model_id)
+    if any(m.id == model_id for m in read_models_file(models_file(settings))):
+        return False
+    jobs = sorted((j for j in list_jobs(db, model_id=model_id) if j.status.value == "done"),
+                  key=lambda j: (j.graph_version, j.shard))
+    if not jobs:
+        return False
+    from ..hubdb.artifacts import ArtifactRecord  # noqa: F401  (type of the rows load_array reads)
+
+    spec: ModelSpec = _spec_from_dict(rec.spec)
+    store = LabelStore(settings)
+    lab = store.label(model_id)
+    lab.directory.mkdir(parents=True, exist_ok=True)
+    with file_lock(lab.directory / ".publish.lock"):
+        for version in sorted({j.graph_version for j in jobs}):
+            graph = load_graph(version, settings)
+            for j in (j for j in jobs if j.graph_version == version):
+                arr = load_array(settings, _artifact(db, j.artifact_id))
+                images, captions = shard_refs(graph, j.nodes)
+                img, cap = arr[: len(images)], arr[len(images):]
+                keep = set(lab.images.missing(images))
+                if keep:
+                    rows = [i for i, x in enumerate(images) if x in keep]
+                    lab.images.append([images[i] for i in rows], img[rows])
+                keys = [caption_key(c) for c in captions]
+                keep = set(lab.captions.missing(keys))
+                if keep:
+                    rows = [i for i, k in enumerate(keys) if k in keep]
+                    lab.captions.append([keys[i] for i in rows], cap[rows])
+            lab.mark_complete(spec, version, n_images=len(graph.image_ids()), n_nodes=len(graph.nodes),
+                              renditions=["original"])
+        record_model(spec, rec.source, settings=settings, checked=True)
+    return True
+
+
+def _artifact(db: "HubDB", artifact_id: int | None):
+    from ..hubdb.artifacts import ArtifactRecord
+    from ..hubdb.schema import LabelArtifactRow
+
+    with db.session() as s:
+        row = s.get(LabelArtifactRow, artifact_id)
+        if row is None:
+            raise StateError(f"label artifact {artifact_id} is missing from the database; run `vlmhub db check`.")
+        return ArtifactRecord.from_row(row)
+
+
+def _publish_one(db: "HubDB", settings: Settings) -> StepResult | None:
+    from ..hubdb.catalog import list_models
+    from ..models.user_hub import models_file, read_models_file
+
+    known = {m.id for m in read_models_file(models_file(settings))}
+    for m in list_models(db, state="ready"):
+        if m.id not in known and publish_model(db, settings, m.id):
+            return StepResult("published", m.id)
+    return None
+
+
+# -- the worker loop --------------------------------------------------------------------------------------------------
+def work_once(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
+              _cache: _ModelCache | None = None) -> StepResult:
+    """One step of a worker: publish a finished model, else label one shard, else check one submission."""
+    config = config or WorkflowConfig()
+    cache = _cache or _ModelCache(settings)
+    for step in (lambda: _publish_one(db, settings), lambda: _label_one(db, settings, worker_id, config, cache),
+                 lambda: _check_one(db, settings, worker_id, config)):
+        out = step()
+        if out is not None:
+            return out
+    return StepResult("idle")
+
+
+def process(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
+            idle_exit: bool = True, poll_s: float = 2.0, max_steps: int | None = None) -> list[StepResult]:
+    """Run worker steps until idle (``idle_exit``) or ``max_steps``; the body of ``vlmhub worker``."""
+    cache = _ModelCache(settings)
+    done: list[StepResult] = []
+    while max_steps is None or len(done) < max_steps:
+        out = work_once(db, settings, worker_id, config=config, _cache=cache)
+        if out.kind == "idle":
+            if idle_exit:
+                break
+            time.sleep(poll_s)
+            continue
+        done.append(out)
+    return done
