@@ -138,7 +138,8 @@ class Hub:
         fit_opts = {k: v for k, v in overrides.items() if k not in MLLConfig.QUERY_TIME}
         query_opts = {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
         fit_cfg = replace(base, **fit_opts) if fit_opts else base
-        key = fit_cfg.fit_key()
+        # a model published into the catalog or a new graph version makes a new fit (once, not per request)
+        key = (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
         cached = self._selectors.get(key)
         if cached is None:
             ids = self.labeled_model_ids()

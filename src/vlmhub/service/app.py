@@ -9,6 +9,8 @@ GET    ``/v1/models/{model_id}``    one model of this hub (404 problem body for 
 POST   ``/v1/select``               ``{"task", "k", "config"}`` -> per-class top-k models (Eq. 5-7)
 POST   ``/v1/predict``              ``{"task", "images": [{"name", "data": base64}], "k", "weighting"}``
 GET    ``/v1/tables``               performance tables and selectors this server offers
+POST   ``/v1/submissions``          upload a model package (submitter token); GET/DELETE ``/v1/submissions[/{id}]``
+GET    ``/v1/hub/models``           the hub database catalog with each model's state (see service/submissions.py)
 POST   ``/v1/tables/{table}/rank``  ``{"task", "selector", "top"}`` -> ``{"models": [{"id", "score"}]}``
 ====== ============================ ===========================================================
 
@@ -29,8 +31,16 @@ __all__ = ["create_app", "serve", "status_for"]
 
 def status_for(exc: VlmhubError) -> int:
     """HTTP status of a library error."""
-    if isinstance(exc, UnknownModelError):
+    from ..errors import AuthenticationError, ConflictError, NotFoundError, PermissionDenied
+
+    if isinstance(exc, AuthenticationError):
+        return 401
+    if isinstance(exc, PermissionDenied):
+        return 403
+    if isinstance(exc, (UnknownModelError, NotFoundError)):
         return 404
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, LabelError):
         return 409
     if isinstance(exc, MissingExtraError):
@@ -141,6 +151,9 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     def rank(table: str, req: RankIn) -> dict:
         return svc().rank_models(table, req.task.as_dict(), selector=req.selector, top=req.top)
 
+    from .submissions import add_submission_routes
+
+    add_submission_routes(app, lambda: svc().hub.settings)  # the submission stage (hub database, tokens)
     return app
 
 

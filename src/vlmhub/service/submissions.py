@@ -1,0 +1,158 @@
+"""HTTP routes of the submission stage (on the hub database; tokens as ``Authorization: Bearer <token>``).
+
+====== ================================= ==========================================================================
+POST   ``/v1/submissions``               multipart ``package`` (zip / tar.gz) [+ ``model_id``] → 201 submission (submitter)
+GET    ``/v1/submissions``               the caller's submissions (an admin's: all)
+GET    ``/v1/submissions/{id}``          one submission with its model's state, reasons and labeling progress
+DELETE ``/v1/submissions/{id}``          withdraw (its submitter or an admin)
+GET    ``/v1/hub/models``                the database catalog: every model with its state (anonymous read allowed)
+GET    ``/v1/whoami``                    the token's user and role
+====== ================================= ==========================================================================
+
+Every handler is a thin call into :mod:`vlmhub.submission.workflow` / :mod:`vlmhub.hubdb`; errors are the library's
+(401 missing or bad token, 403 wrong role or not the owner, 404 unknown id, 409 duplicate, 413/422 bad package).
+"""
+
+# no `from __future__ import annotations`: FastAPI must see the parameter types (UploadFile, Header, ...)
+
+import threading
+from typing import Any, Callable, Optional
+
+from ..settings import Settings
+
+__all__ = ["add_submission_routes", "HubDBHandle"]
+
+
+class HubDBHandle:
+    """The service's hub database, opened on first use (migrating a new home) and shared by requests."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._db = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._db is None:
+                from ..hubdb import HubDB
+
+                self._db = HubDB(self.settings)
+            return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _principal(db, authorization: str | None):
+    from ..errors import AuthenticationError
+    from ..hubdb.auth import authenticate
+
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("the Authorization header must be 'Bearer <token>' (create one with "
+                                  "`vlmhub token create --user NAME --role submitter`).")
+    return authenticate(db, token.strip())
+
+
+def _submission_view(db, sub) -> dict[str, Any]:
+    from ..hubdb.catalog import get_model
+    from ..hubdb.jobs import job_counts
+
+    out = sub.to_dict()
+    m = get_model(db, sub.model_id)
+    counts = job_counts(db, model_id=sub.model_id)
+    total = sum(counts.values())
+    out["model"] = {"id": m.id, "state": m.state.value, "reasons": list(m.reasons), "params_m": m.params_m,
+                    "gflops": m.gflops, "licence": m.licence}
+    out["labeling"] = {"jobs": counts, "done": counts.get("done", 0), "total": total,
+                       "fraction": (counts.get("done", 0) / total) if total else 0.0}
+    return out
+
+
+def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_package_bytes: int | None = None) -> dict:
+    """Add the submission routes to the FastAPI ``app``; returns the database handle they share."""
+    from fastapi import File, Form, Header, UploadFile
+
+    from ..errors import ConfigError, PackageError, PermissionDenied
+
+    def require_role(principal, role: str):  # hubdb (SQLAlchemy) is imported on the first request, not here
+        from ..hubdb.auth import require_role as _require
+
+        return _require(principal, role)
+
+    handle_box: dict[str, HubDBHandle] = {}
+
+    def db():
+        if "h" not in handle_box:
+            handle_box["h"] = HubDBHandle(settings_of())
+        return handle_box["h"].get()
+
+    def limit() -> int:
+        from .. import submission
+
+        return max_package_bytes or submission.PackageLimits().max_bytes
+
+    @app.post("/v1/submissions", status_code=201)
+    def create_submission(package: UploadFile = File(..., description="the model package: .zip or .tar.gz"),
+                          model_id: Optional[str] = Form(None, max_length=100),
+                          authorization: Optional[str] = Header(None)) -> dict:
+        from ..submission.workflow import WorkflowConfig, submit
+        from ..submission import PackageLimits
+
+        principal = require_role(_principal(db(), authorization), "submitter")
+        cap = limit()
+        data = package.file.read(cap + 1)
+        if len(data) > cap:
+            raise PackageError(f"the package is over the hub's upload limit of {cap} bytes.")
+        sub = submit(db(), settings_of(), principal, data, model_id=model_id,
+                     config=WorkflowConfig(package=PackageLimits(max_bytes=cap)))
+        return _submission_view(db(), sub)
+
+    @app.get("/v1/submissions")
+    def list_submissions(authorization: Optional[str] = Header(None)) -> dict:
+        from ..hubdb.catalog import list_submissions as _list
+
+        principal = require_role(_principal(db(), authorization), "submitter")
+        subs = _list(db(), submitter=None if principal.allows("admin") else principal.user)
+        return {"submissions": [_submission_view(db(), s) for s in subs]}
+
+    def _own(sub_id: int, principal):
+        from ..hubdb.catalog import get_submission
+
+        sub = get_submission(db(), sub_id)
+        if not principal.allows("admin") and sub.submitter != principal.user:
+            raise PermissionDenied(f"submission {sub_id} belongs to another user.")
+        return sub
+
+    @app.get("/v1/submissions/{sub_id}")
+    def get_submission(sub_id: int, authorization: Optional[str] = Header(None)) -> dict:
+        principal = require_role(_principal(db(), authorization), "submitter")
+        return _submission_view(db(), _own(sub_id, principal))
+
+    @app.delete("/v1/submissions/{sub_id}")
+    def withdraw(sub_id: int, authorization: Optional[str] = Header(None)) -> dict:
+        from ..hubdb.catalog import withdraw_submission
+
+        principal = require_role(_principal(db(), authorization), "submitter")
+        return _submission_view(db(), withdraw_submission(db(), sub_id, principal))
+
+    @app.get("/v1/hub/models")
+    def hub_models(state: Optional[str] = None) -> dict:
+        from ..hubdb.catalog import list_models
+        from ..hubdb.schema import ModelState
+
+        if state is not None and state not in {s.value for s in ModelState}:
+            raise ConfigError(f"unknown state {state!r}; use one of {', '.join(s.value for s in ModelState)}.")
+        return {"models": [m.to_dict() for m in list_models(db(), state=state)]}
+
+    @app.get("/v1/whoami")
+    def whoami(authorization: Optional[str] = Header(None)) -> dict:
+        p = _principal(db(), authorization)
+        return {"user": p.user, "role": p.role.value} if p else {"user": None, "role": "anonymous"}
+
+    return handle_box

@@ -1,0 +1,160 @@
+"""The submission stage over HTTP: a submitter uploads a real tiny CLIP package, a worker checks and labels it,
+the submission reports ready, and the running service selects with the new model without a restart.
+Anonymous clients, readers and other submitters are refused with 401/403 and nothing is written."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from vlmhub.submission import pack_folder
+from vlmhub.submission.sandbox import SandboxLimits
+from vlmhub.submission.workflow import WorkflowConfig, process
+
+pytestmark = pytest.mark.slow  # the check starts a sandboxed Python with torch
+
+CONFIG = WorkflowConfig(sandbox=SandboxLimits(seconds=300), zero_shot_check=False, nodes_per_shard=3)
+
+
+@pytest.fixture
+def client(toy_hub, db_url):
+    from fastapi.testclient import TestClient
+
+    from vlmhub.hub import Hub
+    from vlmhub.service import VlmhubService, create_app
+
+    hub = Hub(toy_hub.settings, tags=("test", "user"))  # the toy models plus whatever gets published
+    app = create_app(VlmhubService(hub, embedder="hashing256"))
+    with TestClient(app) as c:
+        yield c
+
+
+def _token(settings, user, role):
+    from vlmhub.hubdb import HubDB
+    from vlmhub.hubdb.auth import create_token
+
+    with HubDB(settings) as db:
+        return create_token(db, user, role).token
+
+
+def _auth(tok):
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def test_submit_over_http_then_ready_then_selected(client, toy_hub, tiny_clip_dir):
+    from vlmhub.hubdb import HubDB
+
+    s = toy_hub.settings
+    alice, bob, rita = _token(s, "alice", "submitter"), _token(s, "bob", "submitter"), _token(s, "rita", "reader")
+    pkg = pack_folder(tiny_clip_dir)
+    files = {"package": ("tiny.zip", pkg, "application/zip")}
+
+    r = client.post("/v1/submissions", files=files, data={"model_id": "tiny-clip"})
+    assert r.status_code == 401, r.text
+    r = client.post("/v1/submissions", files=files, data={"model_id": "tiny-clip"}, headers=_auth(rita))
+    assert r.status_code == 403, r.text
+    r = client.post("/v1/submissions", files=files, data={"model_id": "tiny-clip"}, headers=_auth("vlmhub_nope_nope"))
+    assert r.status_code == 401, r.text
+    assert client.get("/v1/hub/models").json()["models"] == []  # nothing written by the refusals
+
+    r = client.post("/v1/submissions", files=files, data={"model_id": "tiny-clip"}, headers=_auth(alice))
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    assert sub["model"]["state"] == "submitted" and sub["submitter"] == "alice"
+    assert client.post("/v1/submissions", files=files, headers=_auth(alice)).status_code == 409  # same package
+    assert client.get(f"/v1/submissions/{sub['id']}", headers=_auth(bob)).status_code == 403
+    assert client.delete(f"/v1/submissions/{sub['id']}", headers=_auth(bob)).status_code == 403
+    assert [x["id"] for x in client.get("/v1/submissions", headers=_auth(bob)).json()["submissions"]] == []
+
+    with HubDB(s) as db:  # a worker (`vlmhub worker` runs the same loop)
+        steps = process(db, s, "w1", config=CONFIG)
+    assert steps[0].kind == "checked" and steps[-1].kind == "published"
+
+    view = client.get(f"/v1/submissions/{sub['id']}", headers=_auth(alice)).json()
+    assert view["model"]["state"] == "ready" and view["labeling"]["fraction"] == 1.0
+    assert [m["state"] for m in client.get("/v1/hub/models").json()["models"]] == ["ready"]
+
+    task = {"name": "colours", "classes": ["red", "green", "blue"]}
+    r = client.post("/v1/select", json={"task": task, "k": 4})
+    assert r.status_code == 200, r.text
+    ranked = [[m["id"] for m in c["models"]] for c in r.json()["classes"]]
+    assert all("tiny-clip" in ids for ids in ranked)  # the running service sees the new model, no restart
+
+
+def test_hostile_uploads_are_refused_and_write_nothing(client, toy_hub):
+    s = toy_hub.settings
+    alice = _token(s, "alice", "submitter")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("../../etc/evil.json", "{}")
+    cases = {
+        "traversal": buf.getvalue(),
+        "not an archive": b"just bytes",
+        "empty": b"",
+    }
+    for name, data in cases.items():
+        r = client.post("/v1/submissions", files={"package": ("p.zip", data, "application/zip")}, headers=_auth(alice))
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+    r = client.post("/v1/submissions", headers=_auth(alice))  # no file part
+    assert r.status_code == 422
+    assert client.get("/v1/hub/models").json()["models"] == []
+    assert not (s.home / "packages").exists() or not any((s.home / "packages").iterdir())
+
+
+def _live_server(app):
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    return server, t, f"http://127.0.0.1:{port}"
+
+
+def test_cli_submit_remote_and_local_then_worker(toy_hub, db_url, tiny_clip_dir, capsys, tmp_path):
+    import json as _json
+    import shutil
+
+    from vlmhub.cli.main import main
+    from vlmhub.hub import Hub
+    from vlmhub.service import VlmhubService, create_app
+
+    s = toy_hub.settings
+    alice = _token(s, "alice", "submitter")
+    assert main(["submit", str(tiny_clip_dir), "--id", "tiny-a"]) == 2  # no token: one-line error
+    assert "token" in capsys.readouterr().err
+
+    app = create_app(VlmhubService(Hub(s, tags=("test", "user")), embedder="hashing256"))
+    server, thread, url = _live_server(app)
+    try:
+        assert main(["submit", str(tiny_clip_dir), "--id", "tiny-a", "--token", alice, "--hub", url, "--json"]) == 0
+        remote = _json.loads(capsys.readouterr().out)
+        assert remote["model_id"] == "tiny-a" and remote["model"]["state"] == "submitted"
+        assert main(["submit", str(tiny_clip_dir), "--id", "tiny-b", "--token", alice, "--hub", url]) == 2  # same package
+        assert "409" in capsys.readouterr().err
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+    other = tmp_path / "other"  # a second package (one more file) submitted into the local home
+    shutil.copytree(tiny_clip_dir, other)
+    (other / "vlmhub.json").write_text('{"licence": "MIT"}')
+    assert main(["submit", str(other), "--id", "tiny-b", "--token", alice]) == 0
+    capsys.readouterr()
+    assert main(["worker", "--no-zero-shot-check", "--nodes-per-shard", "4", "--check-seconds", "300"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("published") == 2, err
+    assert {"tiny-a", "tiny-b"} <= set(Hub(s, tags=("user",)).labeled_model_ids())
