@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd"):
+    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd", "db_cmd"):
         name = f"vlmhub.cli.{mod}"
         try:
             m = importlib.import_module(name)
