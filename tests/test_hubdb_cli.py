@@ -43,7 +43,7 @@ def test_db_upgrade_imports_a_json_home_once_and_db_check_verifies_it(toy_hub, s
     from vlmhub.hubdb import HubDB
     from vlmhub.hubdb.catalog import get_model, list_models
     from vlmhub.hubdb.migrate import head_revision
-    from vlmhub.hubdb.schema import GraphVersionRow, LabelArtifactRow
+    from vlmhub.hubdb.schema import AuditRow, GraphVersionRow, LabelArtifactRow
 
     _write_models_json(settings)
     shards = sorted(p.relative_to(settings.home).as_posix() for p in (settings.home / "labels").glob("*/*/shard-*.npz"))
@@ -74,6 +74,9 @@ def test_db_upgrade_imports_a_json_home_once_and_db_check_verifies_it(toy_hub, s
         assert (g.nodes, g.images) == (len(graph), len(graph.image_paths)) and g.nodes >= 6
         assert [a.path for a in arts] == shards and {a.kind for a in arts} == {"label-table-shard"}
         assert all(a.sha256 == before[a.path] and a.dtype == "<f4" and a.shape[1] == 6 for a in arts)
+        with db.session() as s:
+            (entry,) = s.scalars(sa.select(AuditRow).where(AuditRow.action == "home.import")).all()
+        assert (entry.detail["models"], entry.detail["label_artifacts"]) == (4, len(shards))
 
     again = _run(capsys, "db", "upgrade", "--json")
     assert again[0] == 0 and json.loads(again[1])["imported"] is None  # imported once only

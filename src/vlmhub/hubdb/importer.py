@@ -242,6 +242,7 @@ def import_json_home(db: "HubDB") -> ImportReport:
             n_graphs += 1
         report = ImportReport(n_models, n_graphs, n_arts, tuple(ids), tuple(skipped))
         db.set_meta(s, IMPORT_KEY, {"at": now.isoformat(), **report.to_dict()})
-        db.audit(s, None, "home.import", str(home)[-200:], models=n_models, graphs=n_graphs, label_artifacts=n_arts,
-                 skipped=len(skipped))
+        if n_models or n_graphs or n_arts or skipped:  # a new, empty home has nothing to record
+            db.audit(s, None, "home.import", str(home)[-200:], models=n_models, graphs=n_graphs, label_artifacts=n_arts,
+                     skipped=len(skipped))
     return report
