@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
-    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd", "data_cmd", "submit_cmd"):
+    for mod in ("models_cmd", "tables_cmd", "study_cmd", "bench_cmd", "data_cmd", "db_cmd", "submit_cmd"):
         name = f"vlmhub.cli.{mod}"
         try:
             m = importlib.import_module(name)
