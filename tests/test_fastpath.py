@@ -150,7 +150,8 @@ def test_toy_hub_matches_reference_and_caches(toy_hub, color_data):
     ids = ["toy-a", "toy-b", "toy-c"]
     fe = FastEq5.from_labels(store, ids, graph, settings, L=4)
     cache = settings.cache_dir / "fastpath" / graph.version
-    assert sorted(p.name for p in cache.glob("*.npz")) == [f"{m}.npz" for m in ids]
+    assert sorted(p.parent.name for p in cache.glob("*/block.json")) == ids  # one block per model
+    assert fe.n_built == 3 and all(isinstance(b, np.memmap) for b in fe.blocks)
     task = load_task(color_data["task"])
     for metric in ("precision", "f1"):
         sel = toy_hub.selector(metric=metric)
