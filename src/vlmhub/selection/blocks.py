@@ -15,6 +15,12 @@ Layout (one folder per model under the graph version's cache)::
         captions.npy   (V, D) float32: the label's caption embeddings, one row per node
         block.json     format, model id, graph version, label fingerprint, L, shapes, dtypes
 
+Memory bound: the arrays are read-only ``mmap`` views, so the pages a query touches count towards the process's
+resident set until the kernel evicts them. :meth:`ModelBlock.release` drops them (``madvise(MADV_DONTNEED)``;
+they stay in the page cache, a later read re-faults them), and :class:`~vlmhub.selection.fastpath.FastEq5`
+releases each group of ``block_models`` models once their predictions are counted: a query's resident memory
+is bounded by that setting, not by the number of models.
+
 ``block.json`` is written last, every file atomically: a block without it, or whose fingerprint, ``L`` or
 shapes disagree, is rebuilt. Adding a model writes one new folder and touches no other block; relabeling a
 model rebuilds only its block.
@@ -22,14 +28,15 @@ model rebuilds only its block.
 Why the fallback embeddings stay float32: Eq. 5's decision is the exact argmax of the float32 label
 similarities (:func:`~vlmhub.selection.fastpath.canonical_argmax`). Rounding the embeddings to float16 moves a
 similarity by up to ~1e-3, which is larger than the gap between the best two selected nodes for a share of the
-fallback images (measured in ``tests/test_selection_blocks.py``), so float16 would change selections. The ranks
+fallback images (counted by ``benchmarks/bench_outofcore.py``), so float16 would change selections. The ranks
 are already 2-byte integers; the fallback rows are read only for undecided images.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import mmap
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +44,7 @@ import numpy as np
 from ..errors import LabelError
 from ..storage.atomic import atomic_write_json, atomic_write_npy, read_json
 
-__all__ = ["BLOCK_FORMAT", "ModelBlock", "BlockError", "block_folder", "write_block", "open_block"]
+__all__ = ["BLOCK_FORMAT", "ModelBlock", "BlockError", "block_folder", "write_block", "open_block", "open_or_none"]
 
 BLOCK_FORMAT = "vlmhub.selection-block/1"
 _FILES = ("ranks.npy", "images.npy", "captions.npy")
@@ -58,6 +65,16 @@ class ModelBlock:
     captions: np.ndarray  # (V, D) float32
     graph_version: str = ""
     fingerprint: str = ""
+    maps: tuple[mmap.mmap, ...] = field(default=(), repr=False, compare=False)  # the mappings behind the arrays
+
+    def release(self) -> None:
+        """Drop the pages of this block that queries paged in from this process's resident memory (they stay
+        in the OS page cache; the arrays stay valid and re-read on the next access). No-op in RAM."""
+        if not hasattr(mmap, "MADV_DONTNEED"):  # not on every platform
+            return
+        for m in self.maps:
+            if not m.closed:
+                m.madvise(mmap.MADV_DONTNEED)
 
     @property
     def L(self) -> int:
@@ -101,14 +118,33 @@ def write_block(folder: str | Path, model_id: str, ranks: np.ndarray, images: np
     return block
 
 
-def _mmap(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _mmap(path: Path, shape: tuple[int, ...], dtype: str) -> tuple[np.ndarray, mmap.mmap | None]:
+    """A read-only view of the array in a ``.npy`` file over our own ``mmap`` (so it can be released)."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version not in _HEADER_READERS:
+                raise ValueError(f"unsupported .npy format version {version}")
+            got_shape, fortran, got_dtype = _HEADER_READERS[version](fh)
+            offset = fh.tell()
+            if fortran or got_shape != shape or got_dtype.name != dtype:
+                raise BlockError(f"selection block file {path} holds {got_dtype.name} {got_shape}"
+                                 f"{' (Fortran order)' if fortran else ''}, its block.json says {dtype} {shape}")
+            need = offset + int(np.prod(shape, dtype=np.int64)) * got_dtype.itemsize
+            size = path.stat().st_size
+            if size < need:
+                raise ValueError(f"file has {size} bytes, the array needs {need}")
+            if need == offset:  # an empty array: nothing to map
+                return np.zeros(shape, got_dtype), None
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except BlockError:
+        raise
     except (OSError, ValueError, EOFError) as exc:  # missing, truncated, not a .npy file
         raise BlockError(f"selection block file {path} is unreadable ({type(exc).__name__}: {exc})") from None
-    if arr.shape != shape or arr.dtype.name != dtype:
-        raise BlockError(f"selection block file {path} holds {arr.dtype.name} {arr.shape}, its block.json says {dtype} {shape}")
-    return arr
+    return np.ndarray(shape, got_dtype, buffer=mm, offset=offset), mm
 
 
 def open_block(folder: str | Path, model_id: str, *, fingerprint: str | None = None, L: int | None = None,
@@ -120,10 +156,7 @@ def open_block(folder: str | Path, model_id: str, *, fingerprint: str | None = N
     meta_path = d / "block.json"
     if not meta_path.is_file():
         return None
-    try:
-        meta = read_json(meta_path, "selection block", error=BlockError, fix="It is rebuilt from the label.")
-    except BlockError:
-        raise
+    meta = read_json(meta_path, "selection block", error=BlockError, fix="It is rebuilt from the label.")
     if not isinstance(meta, dict) or meta.get("format") != BLOCK_FORMAT:
         raise BlockError(f"selection block {meta_path} is not a {BLOCK_FORMAT} file")
     try:
@@ -138,10 +171,11 @@ def open_block(folder: str | Path, model_id: str, *, fingerprint: str | None = N
         return None
     if rdt not in ("int16", "int32"):
         raise BlockError(f"selection block {meta_path} names ranks dtype {rdt!r}")
-    ranks = _mmap(d / "ranks.npy", (Lm, N), rdt)
-    images = _mmap(d / "images.npy", (N, D), "float32")
-    captions = _mmap(d / "captions.npy", (V, D), "float32")
-    return ModelBlock(model_id, ranks, images, captions, str(meta.get("graph_version", "")), str(meta.get("fingerprint", "")))
+    (ranks, m1), (images, m2), (captions, m3) = (_mmap(d / "ranks.npy", (Lm, N), rdt),
+                                                 _mmap(d / "images.npy", (N, D), "float32"),
+                                                 _mmap(d / "captions.npy", (V, D), "float32"))
+    return ModelBlock(model_id, ranks, images, captions, str(meta.get("graph_version", "")),
+                      str(meta.get("fingerprint", "")), tuple(m for m in (m1, m2, m3) if m is not None))
 
 
 def open_or_none(folder: Path, model_id: str, **want) -> ModelBlock | None:

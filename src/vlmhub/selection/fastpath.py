@@ -62,6 +62,7 @@ from ..storage.embeddings import NPZ_ERRORS
 __all__ = [
     "INDEX_FORMAT",
     "DEFAULT_L",
+    "DEFAULT_BLOCK_MODELS",
     "canonical_argmax",
     "exact_node_precision",
     "fast_transfer_matrix",
@@ -74,6 +75,8 @@ __all__ = [
 
 INDEX_FORMAT = "vlmhub.fastpath/1"
 DEFAULT_L = 64
+#: models whose predictions a query holds (and whose block pages it keeps resident) at once
+DEFAULT_BLOCK_MODELS = 32
 
 Metric = Literal["precision", "f1"]
 _U64 = 2.0**-53
@@ -460,6 +463,11 @@ class FastEq5:
     block (:mod:`vlmhub.selection.blocks`); ``loaders[m]`` returns model m's image and per-node caption
     embeddings for the exact fallback and is called at most once (lazily). Nothing stacks the models: a query
     visits the blocks one by one and pages in only the positions and rows it reads.
+
+    Memory of a query: models are handled in groups of ``block_models``; a group's predictions (models x
+    images of ``S``, int32) are counted, then ``releasers`` of its models drop the pages the group read
+    (:meth:`~vlmhub.selection.blocks.ModelBlock.release`). The resident memory of a query is therefore bounded
+    by ``block_models`` (and ``|S|``), not by the number of models. Results do not depend on ``block_models``.
     """
 
     membership: GraphMembership
@@ -468,6 +476,8 @@ class FastEq5:
     loaders: tuple[EmbLoader, ...] = field(repr=False)
     build_seconds: float = 0.0
     n_built: int = 0  # blocks built (not read from the cache) by the constructor
+    block_models: int = DEFAULT_BLOCK_MODELS
+    releasers: tuple[Callable[[], None], ...] = field(default=(), repr=False, compare=False)
     _emb: dict = field(default_factory=dict, repr=False, compare=False)
     _stats: list = field(default_factory=list, repr=False, compare=False)
 
@@ -481,34 +491,41 @@ class FastEq5:
                 raise ValueError(f"index of {mid} was built for another graph ({b.shape[1]} images, graph has {N})")
         if len(self.model_ids) != len(self.blocks) or len(self.loaders) != len(self.blocks):
             raise ValueError("one model id, ranking block and loader per model")
+        if self.releasers and len(self.releasers) != len(self.blocks):
+            raise ValueError("one releaser per model (or none)")
+        if isinstance(self.block_models, bool) or not isinstance(self.block_models, int) or self.block_models < 1:
+            raise ValueError(f"block_models must be a whole number >= 1 (got {self.block_models!r})")
         del V
 
     @classmethod
     def from_indexes(cls, membership: GraphMembership, model_ids: Sequence[str], indexes: Sequence[ConfuserIndex],
-                     loaders: Sequence[EmbLoader], build_seconds: float = 0.0) -> "FastEq5":
+                     loaders: Sequence[EmbLoader], build_seconds: float = 0.0, *,
+                     block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         if not indexes:
             raise ValueError("no models")
         for m, ix in enumerate(indexes):
             if ix.ranks.shape[0] != membership.n_images or ix.n_nodes != membership.n_nodes:
                 raise ValueError(f"index of {model_ids[m]} was built for another graph")
         blocks = tuple(np.ascontiguousarray(ix.ranks.T) for ix in indexes)
-        return cls(membership, tuple(model_ids), blocks, tuple(loaders), build_seconds, len(indexes))
+        return cls(membership, tuple(model_ids), blocks, tuple(loaders), build_seconds, len(indexes), block_models)
 
     @classmethod
     def from_embeddings(cls, membership: GraphMembership, model_ids: Sequence[str],
-                        embeddings: Sequence[tuple[np.ndarray, np.ndarray]], L: int = DEFAULT_L) -> "FastEq5":
+                        embeddings: Sequence[tuple[np.ndarray, np.ndarray]], L: int = DEFAULT_L, *,
+                        block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         """From in-memory ``(image N x D, caption V x D)`` pairs (tests, benchmarks)."""
         t0 = time.perf_counter()
         idx = [ConfuserIndex.build(i, c, L, graph_version=membership.graph_version) for i, c in embeddings]
         loaders = [(lambda e=e: e) for e in embeddings]
-        return cls.from_indexes(membership, model_ids, idx, loaders, time.perf_counter() - t0)
+        return cls.from_indexes(membership, model_ids, idx, loaders, time.perf_counter() - t0, block_models=block_models)
 
     @classmethod
     def from_blocks(cls, membership: GraphMembership, blocks: Sequence, *, build_seconds: float = 0.0,
-                    n_built: int = 0) -> "FastEq5":
+                    n_built: int = 0, block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         """From :class:`~vlmhub.selection.blocks.ModelBlock` s (memory-mapped: nothing is read until a query)."""
         return cls(membership, tuple(b.model_id for b in blocks), tuple(b.ranks for b in blocks),
-                   tuple((lambda b=b: (b.images, b.captions)) for b in blocks), build_seconds, n_built)
+                   tuple((lambda b=b: (b.images, b.captions)) for b in blocks), build_seconds, n_built,
+                   block_models, tuple(b.release for b in blocks))
 
     @staticmethod
     def build_block(folder: Path, model_id: str, images: np.ndarray, captions: np.ndarray, L: int = DEFAULT_L, *,
@@ -522,12 +539,14 @@ class FastEq5:
 
     @classmethod
     def from_labels(cls, store, model_ids: Sequence[str], graph, settings=None, *, L: int = DEFAULT_L,
-                    cache: bool = True, membership: GraphMembership | None = None) -> "FastEq5":
+                    cache: bool = True, membership: GraphMembership | None = None,
+                    block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         """Open (or build and store) every model's selection block from its label in ``store`` (a ``LabelStore``).
 
         Blocks: ``<home>/cache/fastpath/<graph version>/<model id>/`` (:mod:`vlmhub.selection.blocks`), one
         per model: a model whose block is missing, stale (its label changed: fingerprint) or damaged is built
-        alone; the others are only memory-mapped. ``cache=False`` builds every index in memory.
+        alone; the others are only memory-mapped. ``cache=False`` builds every index in memory (and holds every
+        label's embeddings once a fallback reads them). ``block_models``: see the class docstring.
         """
         from .blocks import block_folder, open_or_none
 
@@ -552,10 +571,12 @@ class FastEq5:
                 b = cls.build_block(folder, mid, img, cap, L, graph_version=graph.version, fingerprint=fp)
                 built += 1
                 del img, cap
+            b.release()  # a fresh block's pages were just written: not part of any query's memory
             blocks.append(b)
         if not cache:
-            return cls.from_indexes(mem, model_ids, indexes, loaders, time.perf_counter() - t0)
-        return cls.from_blocks(mem, blocks, build_seconds=time.perf_counter() - t0, n_built=built)
+            return cls.from_indexes(mem, model_ids, indexes, loaders, time.perf_counter() - t0, block_models=block_models)
+        return cls.from_blocks(mem, blocks, build_seconds=time.perf_counter() - t0, n_built=built,
+                               block_models=block_models)
 
     # -- accounting ----------------------------------------------------------------------------------
     @property
@@ -586,50 +607,56 @@ class FastEq5:
         return self._emb[m]
 
     # -- Eq. 5 ---------------------------------------------------------------------------------------
-    def predictions(self, selected: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
-        """Selected position predicted for each model and image row in ``rows`` (M x len(rows)); fallbacks.
+    def predictions(self, selected: np.ndarray, rows: np.ndarray,
+                    models: range | None = None) -> tuple[np.ndarray, int]:
+        """Selected position predicted for each model (of ``models``, default all) and image row in ``rows``
+        (len(models) x len(rows), int32); and the number of fallback decisions.
 
         Per model, walks the ranking one position at a time over the still-undecided images (most are decided
         within a few positions), then decides the rest exactly over ``S``.
         """
         sel = np.asarray(selected, np.int64)
         rows = np.asarray(rows, np.int64)
+        models = range(len(self.blocks)) if models is None else models
         V = self.membership.n_nodes
         lut = np.zeros(V + 1, bool)  # lut[-1] (padding) stays False
         lut[sel] = True
         posmap = np.full(V + 1, -1, np.int32)
         posmap[sel] = np.arange(len(sel), dtype=np.int32)
-        M, nU = len(self.blocks), len(rows)
-        pred = np.full((M, nU), -1, np.int32)
+        pred = np.full((len(models), len(rows)), -1, np.int32)
         n_fb = 0
-        all_idx = np.arange(nU)
-        tail = max(256, nU // 16)
-        for m, R in enumerate(self.blocks):
-            pm = pred[m]
-            idx, r = all_idx, rows
-            L = R.shape[0]
-            for p in range(L):
-                if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
-                    blk = R[p:][:, r]  # (L - p) x n; -1 padding never lies in S
-                    h = lut[blk]
-                    first = np.argmax(h, axis=0)
-                    cols = np.arange(len(r))
-                    got = h[first, cols]
-                    pm[idx[got]] = posmap[blk[first[got], cols[got]]]
-                    break
-                nodes = R[p][r]
-                h = lut[nodes]
-                pm[idx[h]] = posmap[nodes[h]]
-                go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
-                idx, r = idx[go], r[go]
-                if len(idx) == 0:
-                    break
-            us = np.flatnonzero(pm < 0)
-            if len(us):  # nothing selected in the certified prefix: decide exactly over S
-                n_fb += len(us)
-                img, cap = self._embeddings(m)
-                pm[us] = canonical_argmax(img[rows[us]], cap[sel])
+        for i, m in enumerate(models):
+            n_fb += self._predict_model(m, sel, rows, lut, posmap, pred[i])
         return pred, n_fb
+
+    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, lut: np.ndarray, posmap: np.ndarray,
+                       pm: np.ndarray) -> int:
+        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions."""
+        R = self.blocks[m]
+        nU = len(rows)
+        idx, r = np.arange(nU), rows
+        tail = max(256, nU // 16)
+        for p in range(R.shape[0]):
+            if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
+                blk = R[p:][:, r]  # (L - p) x n; -1 padding never lies in S
+                h = lut[blk]
+                first = np.argmax(h, axis=0)
+                cols = np.arange(len(r))
+                got = h[first, cols]
+                pm[idx[got]] = posmap[blk[first[got], cols[got]]]
+                break
+            nodes = R[p][r]
+            h = lut[nodes]
+            pm[idx[h]] = posmap[nodes[h]]
+            go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
+            idx, r = idx[go], r[go]
+            if len(idx) == 0:
+                break
+        us = np.flatnonzero(pm < 0)
+        if len(us):  # nothing selected in the certified prefix: decide exactly over S
+            img, cap = self._embeddings(m)
+            pm[us] = canonical_argmax(img[rows[us]], cap[sel])
+        return len(us)
 
     def precision_matrix(self, selected: Sequence[int] | np.ndarray, metric: Metric = "precision") -> np.ndarray:
         """``P`` (models x |S|): ``exact_node_precision`` of every model for the sorted node indices ``selected``."""
@@ -645,22 +672,30 @@ class FastEq5:
             return np.zeros((M, S))
         rows, pair_u = np.unique(img_rows, return_inverse=True)
         nU = len(rows)
-        pred, n_fb = self.predictions(sel, rows)  # M x nU
         # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}: pairs are grouped by position, so one segmented sum
         starts = np.cumsum(lens) - lens
         nz = np.flatnonzero(lens > 0)
         tp = np.zeros((M, S))
+        n_pred = np.zeros((M, S)) if metric == "f1" else None
+        mult = np.bincount(pair_u, minlength=nU).astype(np.float64) if metric == "f1" else None  # pairs per image
         step = max(1, 20_000_000 // max(1, len(pos)))
-        for a in range(0, M, step):
-            hit = pred[a : a + step][:, pair_u] == pos[None, :]
-            tp[a : a + step, nz] = np.add.reduceat(hit, starts[nz], axis=1, dtype=np.int64)
+        n_fb = 0
+        for g0 in range(0, M, self.block_models):  # one group of models at a time: bounded memory
+            group = range(g0, min(M, g0 + self.block_models))
+            pred, nf = self.predictions(sel, rows, group)  # len(group) x nU
+            n_fb += nf
+            for a in range(0, len(group), step):
+                hit = pred[a : a + step][:, pair_u] == pos[None, :]
+                tp[g0 + a : g0 + a + len(hit), nz] = np.add.reduceat(hit, starts[nz], axis=1, dtype=np.int64)
+            if n_pred is not None:
+                offs = (np.arange(len(group), dtype=np.int64) * S)[:, None]
+                n_pred[group.start : group.stop] = np.bincount(
+                    (pred + offs).ravel(), weights=np.broadcast_to(mult, pred.shape).ravel(),
+                    minlength=len(group) * S).reshape(len(group), S)
+            del pred
+            for m in (group if self.releasers else ()):
+                self.releasers[m]()
         n_v = lens.astype(np.float64)
-        n_pred = None
-        if metric == "f1":
-            mult = np.bincount(pair_u, minlength=nU).astype(np.float64)  # pairs per image
-            offs = (np.arange(M, dtype=np.int64) * S)[:, None]
-            n_pred = np.bincount((pred + offs).ravel(), weights=np.broadcast_to(mult, pred.shape).ravel(),
-                                 minlength=M * S).reshape(M, S)
         P = _precision_from_counts(tp, np.broadcast_to(n_v, (M, S)), n_pred, metric)
         self._stats.append(QueryStats(S, nU, len(pos), n_fb, time.perf_counter() - t0))
         del self._stats[:-1]
