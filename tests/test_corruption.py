@@ -51,7 +51,7 @@ def _files(home, kind):
     if kind == "label_shard":
         return sorted((home / "labels" / "toy-a" / "images").glob("shard-*.npz"))[:1]
     if kind == "fastpath":
-        return sorted((home / "cache" / "fastpath").rglob("*.npz"))[:1]
+        return sorted((home / "cache" / "fastpath").rglob("ranks.npy"))[:1]
     if kind == "textcache":
         return sorted((home / "cache" / "text").rglob("vectors.sqlite"))[:1]
     raise AssertionError(kind)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+import mmap
 
 import numpy as np
 import pytest
@@ -216,7 +217,8 @@ def test_toy_hub_matches_reference_and_caches(toy_hub, color_data):
     ids = ["toy-a", "toy-b", "toy-c"]
     fe = FastEq5.from_labels(store, ids, graph, settings, L=4)
     cache = settings.cache_dir / "fastpath" / graph.version
-    assert sorted(p.name for p in cache.glob("*.npz")) == [f"{m}.npz" for m in ids]
+    assert sorted(p.parent.name for p in cache.glob("*/block.json")) == ids  # one block per model
+    assert fe.n_built == 3 and all(isinstance(b.base, mmap.mmap) and not b.flags.writeable for b in fe.blocks)
     task = load_task(color_data["task"])
     mem = fe.membership
     labels = [(store.label(m).images.get(list(mem.image_ids)), store.label(m).captions.get(list(mem.caption_keys)))

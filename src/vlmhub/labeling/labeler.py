@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,7 +24,34 @@ from ..settings import Settings, get_settings
 from ..storage.atomic import file_lock
 from .labels import LabelStore, ModelLabel, caption_key
 
-__all__ = ["label_models", "LabelReport", "LABELING_LOCK"]
+__all__ = ["label_models", "LabelReport", "LABELING_LOCK", "ImageBackend", "embed_chunk", "local_image_embeddings"]
+
+#: ``backend(group, chunks)`` yields ``(chunk index, {model id: embeddings of the chunk's images})`` for every
+#: chunk of image refs, in any order: the models of ``group`` share one trunk (run once per image)
+ImageBackend = Callable[[Sequence[ZeroShotModel], Sequence[Sequence[tuple]]], Iterator[tuple[int, dict[str, np.ndarray]]]]
+
+
+def embed_chunk(group: Sequence[ZeroShotModel], chunk: Sequence[tuple]) -> dict[str, np.ndarray]:
+    """Every model's embeddings of one chunk of image refs: decode, trunk once, each model's projection."""
+    feats = group[0].image_features(_prep_batch(group[0], chunk))
+    return {m.id: np.asarray(m.project_image(feats)) for m in group}
+
+
+def local_image_embeddings(group: Sequence[ZeroShotModel], chunks: Sequence[Sequence[tuple]]
+                           ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """The in-process :data:`ImageBackend`: chunks in order, the next chunk decoded while the trunk runs."""
+    import concurrent.futures as cf
+
+    if not chunks:
+        return
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(_prep_batch, group[0], chunks[0])
+        for ci, chunk in enumerate(chunks):
+            pixels = fut.result()
+            if ci + 1 < len(chunks):
+                fut = pool.submit(_prep_batch, group[0], chunks[ci + 1])
+            feats = group[0].image_features(pixels)
+            yield ci, {m.id: np.asarray(m.project_image(feats)) for m in group}
 
 #: name of the per-model lock file a labeling run holds (inside the model's label folder)
 LABELING_LOCK = ".labeling.lock"
@@ -67,8 +94,14 @@ def label_models(
     force: bool = False,
     progress: bool = True,
     renditions: Sequence[str] = ("original",),
+    image_backend: ImageBackend | None = None,
 ) -> LabelReport:
-    """Label ``models`` on ``graph`` (Eq. 2-4), skipping rows that already exist. Returns a report."""
+    """Label ``models`` on ``graph`` (Eq. 2-4), skipping rows that already exist. Returns a report.
+
+    ``image_backend`` computes the image embeddings of each chunk of ``batch_size`` images (default: in this
+    process, :func:`local_image_embeddings`; :mod:`vlmhub.labeling.ray_backend` runs them on Ray). Every
+    chunk is stored as soon as it arrives, so an interrupted run resumes at chunk granularity.
+    """
     from tqdm.auto import tqdm
 
     settings = settings or get_settings()
@@ -133,24 +166,14 @@ def label_models(
             union = [i for i in image_ids if any(i in s for s in missing_sets.values())]
             refs = [all_refs[i] for i in union]
             bar = tqdm(total=len(refs), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''})", unit="img", disable=not progress or not refs)
-            import concurrent.futures as cf
-
             chunks = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
-            if chunks:
-                with cf.ThreadPoolExecutor(max_workers=1) as pool:
-                    fut = pool.submit(_prep_batch, group[0], chunks[0])
-                    for ci, chunk in enumerate(chunks):
-                        pixels = fut.result()
-                        if ci + 1 < len(chunks):
-                            fut = pool.submit(_prep_batch, group[0], chunks[ci + 1])
-                        feats = group[0].image_features(pixels)
-                        ids = [r[0] for r in chunk]
-                        for m in group:
-                            rows = [j for j, i in enumerate(ids) if i in missing_sets[m.id]]
-                            if rows:
-                                emb = m.project_image(feats)
-                                tables[m.id].append([ids[j] for j in rows], np.asarray(emb)[rows])
-                        bar.update(len(chunk))
+            for ci, embs in (image_backend or local_image_embeddings)(group, chunks):
+                ids = [r[0] for r in chunks[ci]]
+                for m in group:
+                    rows = [j for j, i in enumerate(ids) if i in missing_sets[m.id]]
+                    if rows:
+                        tables[m.id].append([ids[j] for j in rows], embs[m.id][rows])
+                bar.update(len(ids))
             bar.close()
             for m in group:
                 report.new_images[m.id] = len(missing_sets[m.id])

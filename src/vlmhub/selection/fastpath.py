@@ -38,8 +38,10 @@ Also here: :func:`fast_transfer_matrix` (identical output to ``transfer_matrix``
 a full sort, Z scattered without Python loops) and :meth:`FastEq5.estimate` (everything
 ``MLLSelector.estimate`` computes from class embeddings).
 
-Cache: ``<home>/cache/fastpath/<graph version>/<model id>.npz`` (atomic ``.npz``, no pickle), keyed by a
-fingerprint of the label's tables and ``L``; a relabel or another ``L`` rebuilds it.
+Storage: one selection block per model, ``<home>/cache/fastpath/<graph version>/<model id>/`` (memory-mapped
+``.npy`` rankings and fallback embeddings, :mod:`vlmhub.selection.blocks`), keyed by a fingerprint of the
+label's tables and ``L``; a relabel or another ``L`` rebuilds that model's block only. :class:`ConfuserIndex`
+``.npz`` files (:meth:`ConfuserIndex.save`) remain readable for callers that keep their own.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from .equations import class_estimates, reuse_scores
 __all__ = [
     "INDEX_FORMAT",
     "DEFAULT_L",
+    "DEFAULT_BLOCK_MODELS",
     "canonical_argmax",
     "exact_node_precision",
     "fast_transfer_matrix",
@@ -74,6 +77,8 @@ __all__ = [
 
 INDEX_FORMAT = "vlmhub.fastpath/1"
 DEFAULT_L = 64
+#: models whose predictions a query holds (and whose block pages it keeps resident) at once
+DEFAULT_BLOCK_MODELS = 32
 
 Metric = Literal["precision", "f1"]
 _U64 = 2.0**-53
@@ -169,13 +174,9 @@ def exact_node_precision(
 # ---------------------------------------------------------------------------------------------------------
 # transfer matrix without full sorts
 # ---------------------------------------------------------------------------------------------------------
-def stable_topk(sims: np.ndarray, k: int) -> np.ndarray:
-    """``np.argsort(-sims, axis=1, kind="stable")[:, :k]`` via partition (O(C V) instead of O(C V log V))."""
-    sims = np.asarray(sims)
-    C, V = sims.shape
-    k = min(k, V)
-    if k >= V or C == 0 or V <= 64:
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+def _topk_by_sort(sims: np.ndarray, k: int) -> np.ndarray:
+    """Rows of ``stable_topk`` with ties at the k-th value: the exact tie rule on a mask of the candidates."""
+    C = sims.shape[0]
     part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     thr = np.take_along_axis(sims, part, axis=1).min(axis=1)[:, None]  # the k-th largest value
     gt = sims > thr
@@ -186,6 +187,32 @@ def stable_topk(sims: np.ndarray, k: int) -> np.ndarray:
     vals = np.take_along_axis(sims, cols, axis=1)
     order = np.lexsort((cols, -vals), axis=-1)
     return np.take_along_axis(cols, order, axis=1)
+
+
+def stable_topk(sims: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(-sims, axis=1, kind="stable")[:, :k]`` via partition (O(C V) instead of O(C V log V)).
+
+    One partition and one comparison pass over ``sims``; only rows with a tie at their k-th value (rare with
+    real similarities) take the slower exact tie rule.
+    """
+    sims = np.asarray(sims)
+    C, V = sims.shape
+    k = min(k, V)
+    if k >= V or C == 0 or V <= 64:
+        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(sims, V - k, axis=1)[:, V - k :]  # the k largest, unordered
+    vals = np.take_along_axis(sims, part, axis=1)
+    thr = vals.min(axis=1)
+    easy = (sims >= thr[:, None]).sum(axis=1) == k  # exactly k values reach the k-th: the set is unique
+    out = np.empty((C, k), np.int64)
+    e = np.flatnonzero(easy)
+    if len(e):
+        order = np.lexsort((part[e], -vals[e]), axis=-1)
+        out[e] = np.take_along_axis(part[e], order, axis=1)
+    h = np.flatnonzero(~easy)
+    if len(h):
+        out[h] = _topk_by_sort(sims[h], k)
+    return out
 
 
 def fast_transfer_matrix(
@@ -433,86 +460,145 @@ def _label_fingerprint(label_dir: Path, L: int) -> str:
 class FastEq5:
     """Eq. 5 for every model at once from :class:`ConfuserIndex` rankings (see module docstring).
 
-    ``ranks`` stacks the models' indexes position-major (M x L x N: one ranking position of every image is
-    contiguous, which is what a query walks); ``loaders[m]`` returns model m's image and per-node
-    caption embeddings for the exact fallback and is called at most once (lazily).
+    ``blocks[m]`` is model m's ranking, position-major (L x N: one ranking position of every image is
+    contiguous, which is what a query walks), an in-memory array or a read-only memory map of its selection
+    block (:mod:`vlmhub.selection.blocks`); ``loaders[m]`` returns model m's image and per-node caption
+    embeddings for the exact fallback and is called at most once (lazily). Nothing stacks the models: a query
+    visits the blocks one by one and pages in only the positions and rows it reads.
+
+    Memory of a query: models are handled in groups of ``block_models``; a group's predictions (models x
+    images of ``S``, int32) are counted, then ``releasers`` of its models drop the pages the group read
+    (:meth:`~vlmhub.selection.blocks.ModelBlock.release`). The resident memory of a query is therefore bounded
+    by ``block_models`` (and ``|S|``), not by the number of models. Results do not depend on ``block_models``.
     """
 
     membership: GraphMembership
     model_ids: tuple[str, ...]
-    ranks: np.ndarray
+    blocks: tuple[np.ndarray, ...] = field(repr=False)
     loaders: tuple[EmbLoader, ...] = field(repr=False)
     build_seconds: float = 0.0
+    n_built: int = 0  # blocks built (not read from the cache) by the constructor
+    block_models: int = DEFAULT_BLOCK_MODELS
+    releasers: tuple[Callable[[], None], ...] = field(default=(), repr=False, compare=False)
     _emb: dict = field(default_factory=dict, repr=False, compare=False)
     _stats: list = field(default_factory=list, repr=False, compare=False)
 
     # -- construction --------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        if not self.blocks:
+            raise SelectionError("no models to select from; label at least one model (vlmhub label)")
+        N, V = self.membership.n_images, self.membership.n_nodes
+        for mid, b in zip(self.model_ids, self.blocks):
+            if b.ndim != 2 or b.shape[1] != N:
+                raise LabelError(f"index of {mid} was built for another graph ({b.shape[1]} images, graph has {N}); "
+                                 "run `vlmhub label` to rebuild it")
+        if len(self.model_ids) != len(self.blocks) or len(self.loaders) != len(self.blocks):
+            raise SelectionError("one model id, ranking block and loader per model")
+        if self.releasers and len(self.releasers) != len(self.blocks):
+            raise SelectionError("one releaser per model (or none)")
+        if isinstance(self.block_models, bool) or not isinstance(self.block_models, int) or self.block_models < 1:
+            raise SelectionError(f"block_models must be a whole number >= 1 (got {self.block_models!r})")
+        del V
+
     @classmethod
     def from_indexes(cls, membership: GraphMembership, model_ids: Sequence[str], indexes: Sequence[ConfuserIndex],
-                     loaders: Sequence[EmbLoader], build_seconds: float = 0.0) -> "FastEq5":
+                     loaders: Sequence[EmbLoader], build_seconds: float = 0.0, *,
+                     block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         if not indexes:
             raise SelectionError("no models to select from; label at least one model (vlmhub label)")
-        L = max(ix.ranks.shape[1] for ix in indexes)
-        dtype = _node_dtype(membership.n_nodes)
-        ranks = np.full((len(indexes), L, membership.n_images), -1, dtype)
         for m, ix in enumerate(indexes):
             if ix.ranks.shape[0] != membership.n_images or ix.n_nodes != membership.n_nodes:
                 raise LabelError(f"index of {model_ids[m]} was built for another graph")
-            ranks[m, : ix.ranks.shape[1], :] = ix.ranks.T
-        return cls(membership, tuple(model_ids), ranks, tuple(loaders), build_seconds)
+        blocks = tuple(np.ascontiguousarray(ix.ranks.T) for ix in indexes)
+        return cls(membership, tuple(model_ids), blocks, tuple(loaders), build_seconds, len(indexes), block_models)
 
     @classmethod
     def from_embeddings(cls, membership: GraphMembership, model_ids: Sequence[str],
-                        embeddings: Sequence[tuple[np.ndarray, np.ndarray]], L: int = DEFAULT_L) -> "FastEq5":
+                        embeddings: Sequence[tuple[np.ndarray, np.ndarray]], L: int = DEFAULT_L, *,
+                        block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
         """From in-memory ``(image N x D, caption V x D)`` pairs (tests, benchmarks)."""
         t0 = time.perf_counter()
         idx = [ConfuserIndex.build(i, c, L, graph_version=membership.graph_version) for i, c in embeddings]
         loaders = [(lambda e=e: e) for e in embeddings]
-        return cls.from_indexes(membership, model_ids, idx, loaders, time.perf_counter() - t0)
+        return cls.from_indexes(membership, model_ids, idx, loaders, time.perf_counter() - t0, block_models=block_models)
+
+    @classmethod
+    def from_blocks(cls, membership: GraphMembership, blocks: Sequence, *, build_seconds: float = 0.0,
+                    n_built: int = 0, block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
+        """From :class:`~vlmhub.selection.blocks.ModelBlock` s (memory-mapped: nothing is read until a query)."""
+        return cls(membership, tuple(b.model_id for b in blocks), tuple(b.ranks for b in blocks),
+                   tuple((lambda b=b: (b.images, b.captions)) for b in blocks), build_seconds, n_built,
+                   block_models, tuple(b.release for b in blocks))
+
+    @staticmethod
+    def build_block(folder: Path, model_id: str, images: np.ndarray, captions: np.ndarray, L: int = DEFAULT_L, *,
+                    graph_version: str = "", fingerprint: str = ""):
+        """Build one model's index from its label embeddings (graph order) and write its block; returns it."""
+        from .blocks import write_block
+
+        ix = ConfuserIndex.build(images, captions, L, graph_version=graph_version, fingerprint=fingerprint)
+        return write_block(folder, model_id, ix.ranks.T, images, captions, graph_version=graph_version,
+                           fingerprint=fingerprint)
 
     @classmethod
     def from_labels(cls, store, model_ids: Sequence[str], graph, settings=None, *, L: int = DEFAULT_L,
-                    cache: bool = True, membership: GraphMembership | None = None) -> "FastEq5":
-        """Load (or build and cache) every model's index from its label in ``store`` (a ``LabelStore``).
+                    cache: bool = True, membership: GraphMembership | None = None,
+                    block_models: int = DEFAULT_BLOCK_MODELS) -> "FastEq5":
+        """Open (or build and store) every model's selection block from its label in ``store`` (a ``LabelStore``).
 
-        Cache: ``<home>/cache/fastpath/<graph version>/<model id>.npz``; a stale fingerprint rebuilds.
+        Blocks: ``<home>/cache/fastpath/<graph version>/<model id>/`` (:mod:`vlmhub.selection.blocks`), one
+        per model: a model whose block is missing, stale (its label changed: fingerprint) or damaged is built
+        alone; the others are only memory-mapped. ``cache=False`` builds every index in memory (and holds every
+        label's embeddings once a fallback reads them). ``block_models``: see the class docstring.
         """
+        from .blocks import block_folder, open_or_none
+
         settings = settings or store.settings
         mem = membership or GraphMembership.from_graph(graph)
-        folder = Path(settings.cache_dir) / "fastpath" / graph.version
+        folder = block_folder(settings.cache_dir, graph.version)
         t0 = time.perf_counter()
-        indexes, loaders = [], []
+        blocks, indexes, loaders, built = [], [], [], 0
         for mid in model_ids:
             lab = store.label(mid)
             fp = _label_fingerprint(lab.directory, L)
-            path = folder / f"{mid}.npz"
-            ix = None
-            if cache and path.is_file():
-                try:
-                    ix = ConfuserIndex.load(path)
-                except ValueError as exc:  # a damaged cache entry heals: warn, rebuild, overwrite
-                    logging.getLogger("vlmhub.selection").warning("vlmhub: %s; rebuilding it", exc)
-                    ix = None
-                if ix is not None and (ix.fingerprint != fp or ix.graph_version != graph.version or ix.L != L):
-                    ix = None
-            loader = _LabelLoader(lab, mem.image_ids, mem.caption_keys)
-            if ix is None:
+            if not cache:
+                loader = _LabelLoader(lab, mem.image_ids, mem.caption_keys)
                 img, cap = loader()
-                ix = ConfuserIndex.build(img, cap, L, graph_version=graph.version, fingerprint=fp)
-                if cache:
-                    ix.save(path)
-            indexes.append(ix)
-            loaders.append(loader)
-        return cls.from_indexes(mem, model_ids, indexes, loaders, time.perf_counter() - t0)
+                indexes.append(ConfuserIndex.build(img, cap, L, graph_version=graph.version, fingerprint=fp))
+                loaders.append(loader)
+                continue
+            b = open_or_none(folder, mid, fingerprint=fp, L=L, graph_version=graph.version,
+                             n_images=mem.n_images, n_nodes=mem.n_nodes)
+            if b is None:
+                img, cap = _LabelLoader(lab, mem.image_ids, mem.caption_keys)()
+                b = cls.build_block(folder, mid, img, cap, L, graph_version=graph.version, fingerprint=fp)
+                built += 1
+                del img, cap
+            b.release()  # a fresh block's pages were just written: not part of any query's memory
+            blocks.append(b)
+        if not cache:
+            return cls.from_indexes(mem, model_ids, indexes, loaders, time.perf_counter() - t0, block_models=block_models)
+        return cls.from_blocks(mem, blocks, build_seconds=time.perf_counter() - t0, n_built=built,
+                               block_models=block_models)
 
     # -- accounting ----------------------------------------------------------------------------------
     @property
+    def ranks(self) -> np.ndarray:
+        """Every model's ranking stacked (M x L x N, -1 padded). Materialises all blocks: for inspection only."""
+        L = max(b.shape[0] for b in self.blocks)
+        out = np.full((len(self.blocks), L, self.membership.n_images), -1, _node_dtype(self.membership.n_nodes))
+        for m, b in enumerate(self.blocks):
+            out[m, : b.shape[0]] = b
+        return out
+
+    @property
     def nbytes(self) -> int:
-        """Bytes held by the rankings and the membership arrays (not the lazily loaded fallback embeddings)."""
-        return int(self.ranks.nbytes + self.membership.indptr.nbytes + self.membership.indices.nbytes)
+        """Bytes of the rankings and the membership arrays (mapped, not necessarily resident; not counting the
+        fallback embeddings)."""
+        return int(sum(b.nbytes for b in self.blocks) + self.membership.indptr.nbytes + self.membership.indices.nbytes)
 
     def bytes_per_model(self) -> int:
-        return int(self.ranks[0].nbytes) if len(self.ranks) else 0
+        return int(self.blocks[0].nbytes) if self.blocks else 0
 
     @property
     def last_stats(self) -> QueryStats | None:
@@ -524,51 +610,56 @@ class FastEq5:
         return self._emb[m]
 
     # -- Eq. 5 ---------------------------------------------------------------------------------------
-    def predictions(self, selected: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
-        """Selected position predicted for each model and image row in ``rows`` (M x len(rows)); fallbacks.
+    def predictions(self, selected: np.ndarray, rows: np.ndarray,
+                    models: range | None = None) -> tuple[np.ndarray, int]:
+        """Selected position predicted for each model (of ``models``, default all) and image row in ``rows``
+        (len(models) x len(rows), int32); and the number of fallback decisions.
 
-        Walks the rankings one position at a time over the still-undecided (model, image) pairs (most are
-        decided within a few positions), then decides the rest exactly over ``S``.
+        Per model, walks the ranking one position at a time over the still-undecided images (most are decided
+        within a few positions), then decides the rest exactly over ``S``.
         """
         sel = np.asarray(selected, np.int64)
         rows = np.asarray(rows, np.int64)
+        models = range(len(self.blocks)) if models is None else models
         V = self.membership.n_nodes
         lut = np.zeros(V + 1, bool)  # lut[-1] (padding) stays False
         lut[sel] = True
-        posmap = np.full(V + 1, -1, np.int64)
-        posmap[sel] = np.arange(len(sel))
-        rt = self._ranks_t()
-        M, L, N = rt.shape
-        nU = len(rows)
-        flat = rt.reshape(-1)
-        pred = np.full(M * nU, -1, np.int64)
-        idx = np.arange(M * nU)  # flat (model, image) slot of pred
-        base = (idx // nU) * (L * N) + rows[idx % nU]
-        for p in range(L):
-            nodes = flat[base + p * N]
-            h = lut[nodes]
-            if h.any():
-                f = np.flatnonzero(h)
-                pred[idx[f]] = posmap[nodes[f]]
-                go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
-            else:
-                go = nodes >= 0
-            if not go.all():
-                idx, base = idx[go], base[go]
-            if len(idx) == 0:
-                break
-        pred = pred.reshape(M, nU)
-        fb_m, fb_u = np.nonzero(pred < 0)
-        n_fb = len(fb_m)
-        if n_fb:  # nothing selected in the certified prefix: decide exactly over S
-            for m in np.unique(fb_m):
-                us = fb_u[fb_m == m]
-                img, cap = self._embeddings(int(m))
-                pred[m, us] = canonical_argmax(img[rows[us]], cap[sel])
+        posmap = np.full(V + 1, -1, np.int32)
+        posmap[sel] = np.arange(len(sel), dtype=np.int32)
+        pred = np.full((len(models), len(rows)), -1, np.int32)
+        n_fb = 0
+        for i, m in enumerate(models):
+            n_fb += self._predict_model(m, sel, rows, lut, posmap, pred[i])
         return pred, n_fb
 
-    def _ranks_t(self) -> np.ndarray:
-        return self.ranks
+    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, lut: np.ndarray, posmap: np.ndarray,
+                       pm: np.ndarray) -> int:
+        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions."""
+        R = self.blocks[m]
+        nU = len(rows)
+        idx, r = np.arange(nU), rows
+        tail = max(256, nU // 16)
+        for p in range(R.shape[0]):
+            if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
+                blk = R[p:][:, r]  # (L - p) x n; -1 padding never lies in S
+                h = lut[blk]
+                first = np.argmax(h, axis=0)
+                cols = np.arange(len(r))
+                got = h[first, cols]
+                pm[idx[got]] = posmap[blk[first[got], cols[got]]]
+                break
+            nodes = R[p][r]
+            h = lut[nodes]
+            pm[idx[h]] = posmap[nodes[h]]
+            go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
+            idx, r = idx[go], r[go]
+            if len(idx) == 0:
+                break
+        us = np.flatnonzero(pm < 0)
+        if len(us):  # nothing selected in the certified prefix: decide exactly over S
+            img, cap = self._embeddings(m)
+            pm[us] = canonical_argmax(img[rows[us]], cap[sel])
+        return len(us)
 
     def precision_matrix(self, selected: Sequence[int] | np.ndarray, metric: Metric = "precision") -> np.ndarray:
         """``P`` (models x |S|): ``exact_node_precision`` of every model for the sorted node indices ``selected``."""
@@ -584,26 +675,30 @@ class FastEq5:
             return np.zeros((M, S))
         rows, pair_u = np.unique(img_rows, return_inverse=True)
         nU = len(rows)
-        pred, n_fb = self.predictions(sel, rows)  # M x nU
-        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}: test membership of (pred, x) per model and image
-        if S * nU <= 16_000_000:
-            member = np.zeros((S, nU), bool)
-            member[pos, pair_u] = True
-            ok = member[pred, np.arange(nU)[None, :]]
-        else:
-            keys = pos.astype(np.int64) * nU + pair_u
-            keys.sort()
-            q = pred * nU + np.arange(nU)[None, :]
-            i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-            ok = keys[i] == q
-        offs = (np.arange(M) * S)[:, None]
-        tp = np.bincount((pred + offs).ravel(), weights=ok.ravel().astype(np.float64), minlength=M * S).reshape(M, S)
+        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}: pairs are grouped by position, so one segmented sum
+        starts = np.cumsum(lens) - lens
+        nz = np.flatnonzero(lens > 0)
+        tp = np.zeros((M, S))
+        n_pred = np.zeros((M, S)) if metric == "f1" else None
+        mult = np.bincount(pair_u, minlength=nU).astype(np.float64) if metric == "f1" else None  # pairs per image
+        step = max(1, 20_000_000 // max(1, len(pos)))
+        n_fb = 0
+        for g0 in range(0, M, self.block_models):  # one group of models at a time: bounded memory
+            group = range(g0, min(M, g0 + self.block_models))
+            pred, nf = self.predictions(sel, rows, group)  # len(group) x nU
+            n_fb += nf
+            for a in range(0, len(group), step):
+                hit = pred[a : a + step][:, pair_u] == pos[None, :]
+                tp[g0 + a : g0 + a + len(hit), nz] = np.add.reduceat(hit, starts[nz], axis=1, dtype=np.int64)
+            if n_pred is not None:
+                offs = (np.arange(len(group), dtype=np.int64) * S)[:, None]
+                n_pred[group.start : group.stop] = np.bincount(
+                    (pred + offs).ravel(), weights=np.broadcast_to(mult, pred.shape).ravel(),
+                    minlength=len(group) * S).reshape(len(group), S)
+            del pred
+            for m in (group if self.releasers else ()):
+                self.releasers[m]()
         n_v = lens.astype(np.float64)
-        n_pred = None
-        if metric == "f1":
-            mult = np.bincount(pair_u, minlength=nU).astype(np.float64)  # pairs per image
-            n_pred = np.bincount((pred + offs).ravel(), weights=np.broadcast_to(mult, pred.shape).ravel(),
-                                 minlength=M * S).reshape(M, S)
         P = _precision_from_counts(tp, np.broadcast_to(n_v, (M, S)), n_pred, metric)
         self._stats.append(QueryStats(S, nU, len(pos), n_fb, time.perf_counter() - t0))
         del self._stats[:-1]

@@ -92,6 +92,8 @@ class MLLConfig:
     #: use the exact fast path for Eq. 5 (:mod:`vlmhub.selection.fastpath`); same decisions, ~30x faster
     fast: bool = True
     fast_L: int = 64
+    #: models whose predictions (and memory-mapped selection blocks) one query holds at once: bounds its memory
+    fast_block_models: int = 32
 
     #: options read only when a selection is computed: changing them never refits (no label is re-read)
     QUERY_TIME = ("k_models", "alpha", "k_nodes", "metric", "normalize_z")
@@ -236,7 +238,8 @@ class MLLSelector:
         if self.config.fast and self.config.rendition == "original":
             from .fastpath import FastEq5
 
-            self.fast_ = FastEq5.from_labels(store, ids, self.graph_, self.settings, L=self.config.fast_L)
+            self.fast_ = FastEq5.from_labels(store, ids, self.graph_, self.settings, L=self.config.fast_L,
+                                             block_models=self.config.fast_block_models)
             self.node_emb64_ = np.asarray(self.node_emb_, np.float64)
         return self
 

@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_write_npz",
+    "atomic_write_npy",
     "read_json",
     "file_lock",
 ]
@@ -63,6 +64,28 @@ def atomic_write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write one array as a ``.npy`` file atomically (streamed to a temporary file in the same folder, fsync,
+    rename), so it can later be memory-mapped with ``np.load(path, mmap_mode="r")``. Object arrays are refused."""
+    array = np.asarray(array)
+    if array.dtype == object:
+        raise TypeError("array has dtype object; vlmhub never stores pickled data")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError] | type[Exception] = DataError,

@@ -1,0 +1,68 @@
+"""Labeling on Ray (vlmhub.labeling.ray_backend): labels byte for byte those of the local labeler.
+
+Runs on a local Ray cluster started once for the module (2 CPUs, a small object store). Skipped, with the
+reason, only when Ray cannot be imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _label_bytes(settings, model_ids, graph):
+    from vlmhub.labeling.labels import LabelStore, caption_key
+
+    store = LabelStore(settings)
+    out = {}
+    for mid in model_ids:
+        lab = store.label(mid)
+        assert lab.is_complete(graph.version)
+        img = lab.images.get(graph.image_ids())
+        cap = lab.captions.get([caption_key(c) for c in graph.captions()])
+        out[mid] = (img.dtype.str, img.shape, img.tobytes(), cap.tobytes())
+    return out
+
+
+@pytest.mark.slow  # starting Ray and its workers takes longer than 20 s on a 2-core machine
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_path, concurrency):
+    from vlmhub.labeling.ray_backend import label_models_ray
+
+    ids = ["toy-a", "toy-b", "toy-c"]
+    graph = toy_hub.graph()
+    other = dataclasses.replace(toy_hub.settings, home=tmp_path / f"ray-hub-{concurrency}")
+    report = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
+    assert set(report.new_images) == set(ids) and all(n == len(graph.image_ids()) for n in report.new_images.values())
+    want, got = _label_bytes(toy_hub.settings, ids, graph), _label_bytes(other, ids, graph)
+    assert got == want
+    again = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
+    assert sorted(again.skipped) == ids  # complete labels are not recomputed
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import builtins
+
+    from vlmhub.errors import MissingExtraError
+    from vlmhub.labeling.ray_backend import import_ray
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(MissingExtraError, match=r"pip install 'vlmhub\[ray\]'"):
+        import_ray()
