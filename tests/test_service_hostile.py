@@ -184,3 +184,43 @@ def test_a_valid_request_still_works_after_the_hostile_ones(hostile):
     assert r.status_code == 200, r.text
     assert [p["image"] for p in r.json()["predictions"]] == ["ok.png"]
     assert client.get("/v1/health").json()["status"] == "ok"
+
+
+# -- schemathesis over the app's own OpenAPI schema -------------------------------------------------------
+# (schemathesis' pytest plugin, ``from_fixture``, does not run under pytest 9: the operations are driven with
+# Hypothesis directly, which is what the plugin does)
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_finds_no_server_error(hostile, mode):
+    """Up to 20 generated requests per operation and mode (schema-valid, then schema-violating): never a 5xx,
+    and every error answer is a problem body."""
+    schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is part of vlmhub[test]")
+    from hypothesis import HealthCheck, given, settings as hsettings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+
+    client, home = hostile
+    before = _listing(home)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    seen: dict[str, set[int]] = {}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 7
+    for op in operations:
+        @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+        @hsettings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def run(case):
+            response = case.call_and_validate(checks=[not_a_server_error])
+            seen.setdefault(op.label, set()).add(response.status_code)
+            if response.status_code >= 400:
+                assert response.headers["content-type"][0].startswith("application/problem+json"), response.text[:300]
+
+        try:
+            run()
+        except Unsatisfiable:  # a route without parameters or body has no schema-violating request
+            assert mode == "negative" and op.method.upper() == "GET" and "{" not in op.path, op.label
+    assert {"POST /v1/select", "POST /v1/predict"} <= set(seen), seen
+    assert all(code < 500 for codes in seen.values() for code in codes), seen
+    if mode == "negative":  # schema-violating requests write nothing to the home
+        assert _listing(home) == before
