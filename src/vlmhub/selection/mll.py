@@ -250,18 +250,27 @@ class MLLSelector:
         if not hasattr(self, "graph_"):
             raise NotFittedError("this selector is not fitted: call fit(labels) before select()")
 
+    @staticmethod
+    def _task_key(task: Task) -> str:
+        import json
+
+        return json.dumps([task.classes, task.domain, task.task, sorted((k, list(v)) for k, v in task.captions.items())],
+                          ensure_ascii=True)
+
+    def knows_task(self, task: Task) -> bool:
+        """Whether :meth:`task_embeddings` of ``task`` is remembered (a repeated task: no text is encoded)."""
+        cache = getattr(self, "_task_cache", None)
+        return cache is not None and self._task_key(task) in cache
+
     def task_embeddings(self, task: Task) -> tuple[np.ndarray, list[list[str]]]:
         """Mean normalised embedding of each class's captions (C x d) and the captions themselves.
 
         A fitted selector remembers the answers for the last :data:`TASK_CACHE_SIZE` tasks (keyed by the
         task's classes, domain, type and captions; shared by its :meth:`with_query` copies, which cannot change
         what is embedded), so a repeated task pays neither caption building nor text encoding."""
-        import json
-
         self._check_fitted()
         cache, lock = self._task_cache, self._task_cache_lock
-        key = json.dumps([task.classes, task.domain, task.task, sorted((k, list(v)) for k, v in task.captions.items())],
-                         ensure_ascii=True)
+        key = self._task_key(task)
         with lock:
             hit = cache.pop(key, None)
             if hit is not None:

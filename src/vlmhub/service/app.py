@@ -112,14 +112,15 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
                     state["svc"] = service if service is not None else VlmhubService(**service_kwargs)
         return state["svc"]
 
-    def pool() -> ThreadPoolExecutor:
-        if "pool" not in state:
-            state["pool"] = ThreadPoolExecutor(max_workers=lim.threads, thread_name_prefix="vlmhub-work")
-        return state["pool"]
+    def pool(lane: str) -> ThreadPoolExecutor:
+        if lane not in state:
+            state[lane] = ThreadPoolExecutor(max_workers=lim.threads, thread_name_prefix=f"vlmhub-{lane}")
+        return state[lane]
 
-    async def heavy(fn, *args, **kwargs):
-        """Run ``fn`` in the bounded pool: the event loop (and light routes) never waits on it."""
-        return await asyncio.get_running_loop().run_in_executor(pool(), partial(fn, *args, **kwargs))
+    async def heavy(fn, *args, lane: str = "heavy", **kwargs):
+        """Run ``fn`` in a bounded pool: the event loop (and light routes) never waits on it. Lane "fast" is
+        a second pool of the same size for repeated-task selections, so they never queue behind new tasks."""
+        return await asyncio.get_running_loop().run_in_executor(pool(lane), partial(fn, *args, **kwargs))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -131,8 +132,9 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
         try:
             yield
         finally:
-            if "pool" in state:
-                state.pop("pool").shutdown(wait=False, cancel_futures=True)
+            for lane in ("heavy", "fast"):
+                if lane in state:
+                    state.pop(lane).shutdown(wait=False, cancel_futures=True)
 
     app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan, responses=dict(PROBLEM_RESPONSES),
                           description="Select and reuse vision-language models with Model Label Learning. "
@@ -160,7 +162,9 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     # heavy routes: the bounded pool
     @app.post("/v1/select")
     async def select(req: SelectIn) -> dict:
-        return await heavy(lambda: svc().select(req.task.as_dict(), k=req.k, config=req.config))
+        task = req.task.as_dict()
+        cheap = "svc" in state and state["svc"].select_is_cheap(task, req.config)  # a dict lookup, no work
+        return await heavy(lambda: svc().select(task, k=req.k, config=req.config), lane="fast" if cheap else "heavy")
 
     @app.post("/v1/predict")
     async def predict(req: PredictIn) -> dict:

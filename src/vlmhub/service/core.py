@@ -8,8 +8,9 @@ responses, the same JSON shapes as the CLI's ``--json`` output:
 * :meth:`~VlmhubService.predict` -- ``vlmhub predict --json`` on uploaded image bytes (Eq. 8-10);
 * :meth:`~VlmhubService.rank_models` -- ``vlmhub rank-models --json`` for a performance table.
 
-Model inference is serialised by a lock (the CPU is saturated by one forward; concurrent requests queue),
-selection and ranking are cheap and share the same lock only while caches are filled. Bad input raises the
+Model inference is serialised by a lock (the CPU is saturated by one forward; concurrent requests queue);
+selections take it only while the selector is fitted, then run in parallel (the fitted selector is read-only
+apart from its bounded, locked cache of task embeddings); ranking takes it while a table selector is fitted. Bad input raises the
 usual :class:`~vlmhub.errors.VlmhubError` subclasses; the web layer maps them to HTTP status codes.
 """
 
@@ -252,8 +253,17 @@ class VlmhubService:
         t = self.task(task)
         cfg = self.selection_config(config)
         _check_k(k)
-        with self._lock:
-            return self.hub.select(t, k=k, **cfg).to_dict()
+        with self._lock:  # the fit (labels, index, node captions) happens once; selections then run in parallel
+            self.hub.selector(**cfg)
+        return self.hub.select(t, k=k, **cfg).to_dict()
+
+    def select_is_cheap(self, task: Any, config: Mapping[str, Any] | None = None) -> bool:
+        """Whether :meth:`select` of this task needs no fit and no text encoding (a repeated task), so the
+        web layer may answer it in its fast lane. Invalid input is "not cheap" (the normal path refuses it)."""
+        try:
+            return self.hub.knows_task(self.task(task), **self.selection_config(config))
+        except Exception:  # noqa: BLE001 -- only a routing hint; select() reports the actual problem
+            return False
 
     def decode_images(self, images: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
         """``[{"name", "data": base64}]`` -> ``(id, InMemoryImage)`` refs, each decoded once to validate it."""
