@@ -7,6 +7,12 @@ Needs a labeled hub (``vlmhub label``; default ``$VLMHUB_HOME``) and the shared 
 server on a free local port in a thread and talks to it with one keep-alive httpx client. Prints, per call,
 the best and median wall time in-process (``VlmhubService`` methods) and over HTTP, and their ratio; plus the
 cold start (service construction + first select, which loads labels, MiniLM and WordNet). No assertions.
+
+Then a load test against a live uvicorn in a child process on 127.0.0.1 (so the clients do not share its
+GIL): ``--clients`` (16) threads, each with its own keep-alive client, send ``--requests`` mixed requests
+(health, catalog, select of a repeated task, select of a new task, predict of one small image); printed per
+route: n, errors, p50 / p95 ms, then req/s and the server's RSS before/after. Last, health and catalog
+latency while the clients run only selections of new tasks (caption encoding is the heavy part).
 ``--smoke`` builds a throw-away hub of the three toy colour models (labeled on synthetic swatches), ranks on
 a synthetic 12 x 7 table with the hashing embedder, and repeats each call once: seconds, no data.
 """
@@ -32,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=16, help="images per predict call")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the load test")
+    ap.add_argument("--requests", type=int, default=1000, help="mixed requests per client in the load test")
     ap.add_argument("--smoke", action="store_true", help="toy colour hub, synthetic table, one repeat (seconds)")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
@@ -42,7 +50,7 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="vlmhub-bench-service-"))
     try:
-        args.n, args.repeats = 6, 1
+        args.n, args.repeats, args.requests = 6, 1, 10
         return run(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -110,8 +118,130 @@ def run(args, tmp: Path | None = None) -> int:
             print(f"| {name} | {fmt_ms(b_in)} / {fmt_ms(m_in)} | {fmt_ms(b_h)} / {fmt_ms(m_h)} | {m_h / m_in:.2f} |")
     server.should_exit = True
     th.join(timeout=10)
-    print(f"\npeak RSS {rss_mb():.0f} MB")
+    print(f"\npeak RSS {rss_mb():.0f} MB (in-process part)")
+    load_test(args, settings, tables, embedder, hub.model_ids if hub is not None else None, tdict, uploads[:1])
     return 0
+
+
+def _serve_child(home: str, data_dir, model_ids, tables, embedder: str, port: int, threads: int) -> None:
+    """Child process: the service on ``home`` behind uvicorn (one worker, as ``vlmhub serve``)."""
+    import uvicorn
+
+    from _common import pin_threads as _pin
+    from vlmhub.hub import Hub
+    from vlmhub.service import VlmhubService
+    from vlmhub.service.app import create_app
+    from vlmhub.settings import Settings
+
+    _pin(threads)
+    settings = Settings(home=Path(home), data_dir=Path(data_dir) if data_dir else None)
+    hub = Hub(settings, model_ids=model_ids)
+    uvicorn.run(create_app(VlmhubService(hub, tables=tables, embedder=embedder), preload=True),
+                host="127.0.0.1", port=port, log_level="warning")
+
+
+def _pct(values: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _server_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def load_test(args, settings, tables, embedder, model_ids, tdict: dict, upload: list) -> None:
+    """``args.clients`` concurrent clients x ``args.requests`` mixed requests against a live server."""
+    import itertools
+    import multiprocessing as mp
+    from collections import defaultdict
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = mp.get_context("spawn").Process(target=_serve_child, daemon=True, args=(
+        str(settings.home), str(settings.data_dir) if settings.data_dir else None, model_ids, tables, embedder, port,
+        args.threads))
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - t0 > 600 or not proc.is_alive():
+            raise SystemExit("the server did not start")
+        time.sleep(0.1)
+    counter = itertools.count()
+
+    def new_task() -> dict:  # a task no one asked before: its captions are encoded on this request
+        n = next(counter)
+        return {**tdict, "name": f"new-{n}", "classes": [f"{c} variant {n}" for c in tdict["classes"]]}
+
+    routes = {
+        "GET /v1/health": lambda c: c.get("/v1/health"),
+        "GET /v1/models": lambda c: c.get("/v1/models"),
+        "POST /v1/select (repeated task)": lambda c: c.post("/v1/select", json={"task": tdict, "k": 3}),
+        "POST /v1/select (new task)": lambda c: c.post("/v1/select", json={"task": new_task(), "k": 3}),
+        "POST /v1/predict (1 image)": lambda c: c.post("/v1/predict", json={"task": tdict, "k": 3, "images": upload}),
+    }
+    names = list(routes)
+
+    def client_run(i: int, plan) -> list[tuple[str, float, bool]]:
+        out = []
+        with httpx.Client(base_url=base, timeout=600) as c:
+            for j in range(args.requests):
+                name = plan(i, j)
+                t = time.perf_counter()
+                try:
+                    ok = routes[name](c).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                out.append((name, time.perf_counter() - t, ok))
+        return out
+
+    def table(results, wall: float, title: str) -> None:
+        by = defaultdict(list)
+        errors = defaultdict(int)
+        for name, dt, ok in results:
+            by[name].append(dt * 1000)
+            errors[name] += not ok
+        print(f"\n{title}\n\n| route | n | errors | p50 ms | p95 ms |\n|---|---|---|---|---|")
+        for name in names:
+            if by.get(name):
+                print(f"| {name} | {len(by[name])} | {errors[name]} | {_pct(by[name], 50):.1f} | {_pct(by[name], 95):.1f} |")
+        print(f"\n{len(results)} requests in {wall:.1f} s: {len(results) / wall:.1f} req/s, "
+              f"{sum(errors.values())} errors")
+
+    rss0 = _server_rss_mb(proc.pid)
+    try:
+        with ThreadPoolExecutor(args.clients) as ex:
+            t = time.perf_counter()
+            mixed = [r for f in [ex.submit(client_run, i, lambda i, j: names[(i + j) % len(names)])
+                                 for i in range(args.clients)] for r in f.result()]
+            table(mixed, time.perf_counter() - t, f"load: {args.clients} clients x {args.requests} mixed requests, "
+                  f"live server on 127.0.0.1 ({args.threads} CPU threads)")
+            # light routes while the others run only new-task selections (the heavy, caption-encoding kind)
+            t = time.perf_counter()
+            busy = [ex.submit(client_run, i, lambda i, j: names[3]) for i in range(args.clients - 2)]
+            light = [ex.submit(client_run, i, lambda i, j: names[i]) for i in (0, 1)]
+            loaded = [r for f in busy + light for r in f.result()]
+            table(loaded, time.perf_counter() - t, f"health and catalog while {args.clients - 2} clients select new tasks")
+        print(f"\nserver RSS before / after: {rss0:.0f} / {_server_rss_mb(proc.pid):.0f} MB")
+    finally:
+        proc.terminate()
+        proc.join(timeout=10)
 
 
 if __name__ == "__main__":

@@ -177,20 +177,37 @@ def test_http_health_models_select_predict(client, color_data):
 
 
 @pytest.mark.parametrize(
-    "path, payload, status, fragment",
+    "path, payload, status, type_, fragment",
     [
-        ("/v1/select", {"task": {**TASK, "classes": ["red"]}}, 422, "at least two"),
-        ("/v1/select", {"task": TASK, "k": 0}, 422, "greater than or equal to 1"),
-        ("/v1/select", {"task": TASK, "extra": 1}, 422, "extra"),
-        ("/v1/predict", {"task": TASK, "images": [{"name": "x", "data": "%%%"}]}, 422, "not valid base64"),
-        ("/v1/predict", {"task": TASK, "images": [], "weighting": "max"}, 422, "inverse_entropy"),
-        ("/v1/tables/nope/rank", {"task": TASK}, 422, "unknown table 'nope'"),
+        ("/v1/select", {"task": {**TASK, "classes": ["red"]}}, 422, "validation-error", "task.classes: List should have at least 2"),
+        ("/v1/select", {"task": {**TASK, "classes": ["red", "Red"]}}, 422, "task-error", "more than once"),
+        ("/v1/select", {"task": TASK, "k": 0}, 422, "validation-error", "k: Input should be greater than or equal to 1"),
+        ("/v1/select", {"task": TASK, "extra": 1}, 422, "validation-error", "extra: Extra inputs are not permitted"),
+        ("/v1/predict", {"task": TASK, "images": [{"name": "x", "data": "%%%"}]}, 422, "image-error", "not valid base64"),
+        ("/v1/predict", {"task": TASK, "images": [{"data": "x"}], "weighting": "max"}, 422, "validation-error", "inverse_entropy"),
+        ("/v1/tables/nope/rank", {"task": TASK}, 422, "table-error", "unknown table 'nope'"),
     ],
 )
-def test_http_errors_name_the_problem(client, path, payload, status, fragment):
+def test_http_errors_are_problem_bodies_that_name_the_problem(client, path, payload, status, type_, fragment):
     r = client.post(path, json=payload)
     assert r.status_code == status
-    assert fragment in r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert set(body) >= {"type", "title", "status", "detail"} and body["status"] == status
+    assert body["type"] == type_ and fragment in body["detail"]
+    if type_ == "validation-error":  # the field paths, one entry each
+        assert body["errors"] and all(set(e) == {"loc", "msg", "type"} for e in body["errors"])
+
+
+def test_http_unknown_route_model_method_and_bad_json_are_problems(client):
+    cases = [(client.get("/v1/nope"), 404, "not-found", "/docs"),
+             (client.get("/v1/models/nope"), 404, "unknown-model", "nope"),
+             (client.delete("/v1/health"), 405, "method-not-allowed", "DELETE"),
+             (client.post("/v1/select", content=b"{not json", headers={"content-type": "application/json"}),
+              400, "malformed-json", "not valid JSON")]
+    for r, status, type_, fragment in cases:
+        assert (r.status_code, r.headers["content-type"]) == (status, "application/problem+json"), r.text
+        assert r.json()["type"] == type_ and fragment in r.json()["detail"], r.text
 
 
 def test_http_unlabeled_hub_is_a_conflict_with_the_fix(settings):
@@ -201,8 +218,8 @@ def test_http_unlabeled_hub_is_a_conflict_with_the_fix(settings):
         assert c.get("/v1/health").json()["labeled"] == 0
         r = c.post("/v1/select", json={"task": TASK})
         assert r.status_code == 409
-        err = r.json()["error"]
-        assert err["type"] in ("NotLabeledError", "LabelError") and "vlmhub label" in err["message"]
+        err = r.json()
+        assert err["type"] == "not-labeled" and err["status"] == 409 and "vlmhub label" in err["detail"]
 
 
 # -- a real server -------------------------------------------------------------------------------

@@ -134,12 +134,8 @@ class Hub:
         with :meth:`MLLSelector.with_query`, so overriding them per request never refits."""
         from dataclasses import replace
 
-        base = config or MLLConfig()
-        fit_opts = {k: v for k, v in overrides.items() if k not in MLLConfig.QUERY_TIME}
-        query_opts = {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
-        fit_cfg = replace(base, **fit_opts) if fit_opts else base
-        # a model published into the catalog or a new graph version makes a new fit (once, not per request)
-        key = (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
+        fit_cfg, query_opts = self._split_config(config, overrides)
+        key = self._fit_key(fit_cfg)
         cached = self._selectors.get(key)
         if cached is None:
             ids = self.labeled_model_ids()
@@ -155,6 +151,26 @@ class Hub:
         query = {f: getattr(fit_cfg, f) for f in MLLConfig.QUERY_TIME}
         query.update(query_opts)
         return cached.with_query(**{f: v for f, v in query.items() if v != getattr(cached.config, f)})
+
+    def _fit_key(self, fit_cfg: MLLConfig) -> tuple:
+        """What a fitted selector depends on: its fit-time options, the hub's models and the graph version, so a
+        model published into the catalog or a new graph makes one new fit (never one per request)."""
+        return (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
+
+    @staticmethod
+    def _split_config(config: MLLConfig | None, overrides: dict) -> tuple[MLLConfig, dict]:
+        from dataclasses import replace
+
+        base = config or MLLConfig()
+        fit_opts = {k: v for k, v in overrides.items() if k not in MLLConfig.QUERY_TIME}
+        return (replace(base, **fit_opts) if fit_opts else base), {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
+
+    def knows_task(self, task: Task, config: MLLConfig | None = None, **overrides) -> bool:
+        """Whether a selection of ``task`` under these options is cheap: its selector is fitted and remembers
+        the task's class embeddings (:meth:`MLLSelector.task_embeddings`). Never fits or embeds anything."""
+        fit_cfg, _ = self._split_config(config, {k: v for k, v in overrides.items() if k != "k"})
+        cached = self._selectors.get(self._fit_key(fit_cfg))
+        return cached is not None and cached.knows_task(task)
 
     def select(self, task: Task, k: int | SelectionConfig = 3, **config) -> Selection:
         """Select the top-``k`` models per class of ``task`` (Eq. 5-7) from labels only.

@@ -111,6 +111,11 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+#: Settings fields that must be whole numbers >= 1 (checked at construction)
+_POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_package_bytes", "max_task_classes", "max_text_chars",
+                        "max_class_captions", "max_request_images", "service_threads")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every path vlmhub uses. Construct with explicit paths in tests for a hermetic hub."""
@@ -128,8 +133,28 @@ class Settings:
     max_image_pixels: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_IMAGE_PIXELS", 40_000_000))
     #: SQLAlchemy URL of the hub database; ``None`` means the SQLite file ``<home>/hub.db`` (see :attr:`db_url`)
     database_url: str | None = field(default_factory=lambda: os.environ.get("VLMHUB_DATABASE_URL") or None)
+    # -- limits of the HTTP service (docs/service.md); each refusal is a 413 / 422 problem body -----------
+    #: bytes of one request body (checked from Content-Length and while the body streams in)
+    max_request_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_BYTES", 32 * 1024 * 1024))
+    #: classes of one task (ImageNet's 1,000 fit)
+    max_task_classes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_TASK_CLASSES", 1000))
+    #: characters of one class name, caption, task name, domain or image name
+    max_text_chars: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_TEXT_CHARS", 256))
+    #: user captions of one class
+    max_class_captions: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_CLASS_CAPTIONS", 32))
+    #: uploaded images of one /v1/predict request
+    max_request_images: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_IMAGES", 256))
+    #: bytes of one uploaded model package (POST /v1/submissions, vlmhub submit)
+    max_package_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_PACKAGE_BYTES", 2 * 1024**3))
+    #: threads running the service's heavy work (caption encoding, selection, prediction) off the event loop
+    service_threads: int = field(default_factory=lambda: _env_int("VLMHUB_SERVICE_THREADS", 2))
 
     def __post_init__(self) -> None:
+        for name in _POSITIVE_INT_FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"Settings.{name} must be a whole number >= 1 (got {v!r}); "
+                                  f"set VLMHUB_{name.upper()} or pass a positive {name}.")
         object.__setattr__(self, "home", Path(self.home).expanduser().resolve())
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())

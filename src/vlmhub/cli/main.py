@@ -252,7 +252,7 @@ def cmd_serve(args) -> int:
         tables[name] = Path(path).resolve()
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port {args.port} is not a TCP port; use 1-65535.")
-    limits = ServiceLimits(max_images=args.max_images)
+    limits = ServiceLimits.from_settings(args.settings, max_images=args.max_images)
     print(f"vlmhub: serving hub {args.settings.home} on http://{args.host}:{args.port} (API schema at /docs)", file=sys.stderr)
     serve(args.host, args.port, preload=not args.no_preload, settings=args.settings, tables=tables, limits=limits)
     return 0
@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=8000)
     sp.add_argument("--table", action="append", metavar="NAME=PATH",
                     help="also offer a generic-format result table under NAME (repeatable); clients cannot name paths")
-    sp.add_argument("--max-images", type=int, default=256, help="images per /v1/predict request (default 256)")
+    sp.add_argument("--max-images", type=int, default=None,
+                    help="images per /v1/predict request (default $VLMHUB_MAX_REQUEST_IMAGES or 256)")
     sp.add_argument("--no-preload", action="store_true", help="do not fit the MLL selector at startup")
     sp.set_defaults(func=cmd_serve)
 

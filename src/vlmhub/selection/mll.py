@@ -14,6 +14,7 @@ Pure functions implement the equations; :class:`MLLSelector` wires them to a hub
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, fields
 from typing import Literal, Sequence
@@ -28,6 +29,9 @@ from ..settings import Settings, get_settings
 from ..tasks import Task
 from .captions import DEFAULT_SOURCES, CaptionSource, class_captions
 from .equations import class_estimates, reuse_scores, top_k_models
+
+#: tasks whose class embeddings a fitted selector remembers (least recently used dropped first)
+TASK_CACHE_SIZE = 256
 
 __all__ = [
     "transfer_matrix",
@@ -229,6 +233,8 @@ class MLLSelector:
             if short:
                 raise NotLabeledError(f"labels of {', '.join(short)} do not cover this graph. Run `vlmhub label` on it.")
         self.model_ids_ = tuple(ids)
+        self._task_cache: dict[str, tuple] = {}  # task_embeddings() by task; shared with with_query() copies
+        self._task_cache_lock = threading.Lock()
         self.embedder_ = CachedTextEmbedder(get_text_embedder(self.config.text_embedder), self.settings.cache_dir / "text")
         self.node_emb_ = self.embedder_.encode(self.graph_.captions())
         self._img_tables = [store.label(m).images for m in ids]
@@ -247,8 +253,41 @@ class MLLSelector:
         if not hasattr(self, "graph_"):
             raise NotFittedError("this selector is not fitted: call fit(labels) before select()")
 
+    @staticmethod
+    def _task_key(task: Task) -> str:
+        import json
+
+        return json.dumps([task.classes, task.domain, task.task, sorted((k, list(v)) for k, v in task.captions.items())],
+                          ensure_ascii=True)
+
+    def knows_task(self, task: Task) -> bool:
+        """Whether :meth:`task_embeddings` of ``task`` is remembered (a repeated task: no text is encoded)."""
+        cache = getattr(self, "_task_cache", None)
+        return cache is not None and self._task_key(task) in cache
+
     def task_embeddings(self, task: Task) -> tuple[np.ndarray, list[list[str]]]:
-        """Mean normalised embedding of each class's captions (C x d) and the captions themselves."""
+        """Mean normalised embedding of each class's captions (C x d) and the captions themselves.
+
+        A fitted selector remembers the answers for the last :data:`TASK_CACHE_SIZE` tasks (keyed by the
+        task's classes, domain, type and captions; shared by its :meth:`with_query` copies, which cannot change
+        what is embedded), so a repeated task pays neither caption building nor text encoding."""
+        self._check_fitted()
+        cache, lock = self._task_cache, self._task_cache_lock
+        key = self._task_key(task)
+        with lock:
+            hit = cache.pop(key, None)
+            if hit is not None:
+                cache[key] = hit  # most recently used last
+                return hit[0], [list(c) for c in hit[1]]
+        emb, caps = self._task_embeddings(task)
+        emb.setflags(write=False)
+        with lock:
+            cache[key] = (emb, tuple(tuple(c) for c in caps))
+            while len(cache) > TASK_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+        return emb, caps
+
+    def _task_embeddings(self, task: Task) -> tuple[np.ndarray, list[list[str]]]:
         from ..concepts.wordnet import get_wordnet
 
         if "wordnet" in self.config.caption_sources and self._wordnet is None:

@@ -14,38 +14,26 @@ GET    ``/v1/hub/models``           the hub database catalog with each model's s
 POST   ``/v1/tables/{table}/rank``  ``{"task", "selector", "top"}`` -> ``{"models": [{"id", "score"}]}``
 ====== ============================ ===========================================================
 
-Errors are ``{"error": {"type": <exception class>, "message": <what is wrong and how to fix it>}}`` with
-status 404 (unknown model), 409 (hub not labeled), 501 (missing optional extra) or 422 (any other bad
-input; malformed JSON bodies get FastAPI's usual 422 detail).
+Every error is an RFC 9457 problem body (``application/problem+json``, :mod:`vlmhub.service.problems`):
+``{"type", "title", "status", "detail"}`` with status 400 (malformed JSON), 404 (unknown route or model), 409
+(hub not labeled), 413 (body too large), 422 (schema, limits, task or image refused), 501 (missing extra)
+or 500 (a bug: logged, answered without internals). Heavy work (selection, prediction, ranking) runs in a
+bounded thread pool (``Settings.service_threads``), so health and catalog answer while it runs.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the request models defined in create_app
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Literal, Optional
 
-from ..errors import LabelError, MissingExtraError, UnknownModelError, VlmhubError, missing_extra
-from .core import VlmhubService
+from ..errors import VlmhubError, missing_extra
+from .core import ServiceLimits, VlmhubService
+from .problems import PROBLEM_RESPONSES, BodyLimitMiddleware, install_problem_handlers, status_for
 
 __all__ = ["create_app", "serve", "status_for"]
-
-
-def status_for(exc: VlmhubError) -> int:
-    """HTTP status of a library error."""
-    from ..errors import AuthenticationError, ConflictError, NotFoundError, PermissionDenied
-
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, PermissionDenied):
-        return 403
-    if isinstance(exc, (UnknownModelError, NotFoundError)):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, LabelError):
-        return 409
-    if isinstance(exc, MissingExtraError):
-        return 501
-    return 422
 
 
 def _fastapi():
@@ -57,23 +45,38 @@ def _fastapi():
     return fastapi, pydantic
 
 
+def _limits_for(service: VlmhubService | None, service_kwargs: dict) -> ServiceLimits:
+    if service is not None:
+        return service.limits
+    if service_kwargs.get("limits") is not None:
+        return service_kwargs["limits"]
+    from ..settings import get_settings
+
+    return ServiceLimits.from_settings(service_kwargs.get("settings") or get_settings())
+
+
 def create_app(service: VlmhubService | None = None, *, preload: bool = False, **service_kwargs):
     """The FastAPI application over ``service`` (default: ``VlmhubService(**service_kwargs)``, built lazily).
 
     With ``preload=True`` one throw-away selection runs at startup (when the hub is labeled), so the first
-    request does not pay for loading labels, the text model and WordNet.
+    request does not pay for loading labels, the text model and WordNet. The request limits
+    (:class:`~vlmhub.service.core.ServiceLimits`) are part of the OpenAPI schema.
     """
     fastapi, pydantic = _fastapi()
-    from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field
+
+    lim = _limits_for(service, service_kwargs)
 
     class TaskIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        name: str
-        classes: list[str]
-        domain: Optional[str] = None
-        task: Optional[str] = None
-        captions: Optional[dict[str, list[str]]] = None
+        name: str = Field(..., min_length=1, max_length=lim.max_text_chars, description="the task's name")
+        classes: list[str] = Field(..., min_length=2, max_length=lim.max_classes,
+                                   description=f"2 to {lim.max_classes} distinct class names, "
+                                               f"each at most {lim.max_text_chars} characters")
+        domain: Optional[str] = Field(None, max_length=lim.max_text_chars, description="e.g. natural photograph")
+        task: Optional[str] = Field(None, max_length=lim.max_text_chars, description="e.g. image classification")
+        captions: Optional[dict[str, list[str]]] = Field(
+            None, description=f"per class, at most {lim.max_captions} captions of at most {lim.max_text_chars} characters")
 
         def as_dict(self) -> dict:
             return self.model_dump(exclude_none=True)
@@ -81,47 +84,68 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     class SelectIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         task: TaskIn
-        k: int = Field(3, ge=1)
-        config: Optional[dict[str, Any]] = None
+        k: int = Field(3, ge=1, le=1000)
+        config: Optional[dict[str, Any]] = Field(None, description="selection options: alpha, k_nodes, metric, "
+                                                 "caption_sources, rendition, normalize_z")
 
     class ImageIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        name: Optional[str] = None
-        data: str = Field(..., description="the image file's bytes, base64-encoded")
+        name: Optional[str] = Field(None, max_length=lim.max_text_chars,
+                                    description="a label echoed in the answer (relative, no '..'); never opened")
+        data: str = Field(..., description="the image file's bytes, base64-encoded",
+                          max_length=lim.max_image_bytes * 4 // 3 + 4)
 
     class PredictIn(SelectIn):
-        images: list[ImageIn]
+        images: list[ImageIn] = Field(..., min_length=1, max_length=lim.max_images)
         weighting: Optional[Literal["inverse_entropy", "entropy", "uniform"]] = None
 
     class RankIn(BaseModel):
         model_config = ConfigDict(extra="forbid")
         task: TaskIn
-        selector: Optional[str] = None
-        top: Optional[int] = Field(None, ge=1)
+        selector: Optional[str] = Field(None, max_length=64)
+        top: Optional[int] = Field(None, ge=1, le=100_000)
 
-    state: dict[str, VlmhubService] = {}
+    state: dict[str, Any] = {"lock": threading.Lock()}
 
     def svc() -> VlmhubService:
         if "svc" not in state:
-            state["svc"] = service if service is not None else VlmhubService(**service_kwargs)
+            with state["lock"]:  # light routes run in several threads: build the service once
+                if "svc" not in state:
+                    state["svc"] = service if service is not None else VlmhubService(**service_kwargs)
         return state["svc"]
+
+    def pool(lane: str) -> ThreadPoolExecutor:
+        if lane not in state:
+            state[lane] = ThreadPoolExecutor(max_workers=lim.threads, thread_name_prefix=f"vlmhub-{lane}")
+        return state[lane]
+
+    async def heavy(fn, *args, lane: str = "heavy", **kwargs):
+        """Run ``fn`` in a bounded pool: the event loop (and light routes) never waits on it. Lane "fast" is
+        a second pool of the same size for repeated-task selections, so they never queue behind new tasks."""
+        return await asyncio.get_running_loop().run_in_executor(pool(lane), partial(fn, *args, **kwargs))
 
     @asynccontextmanager
     async def lifespan(app):
         if preload:
             try:  # a throw-away selection loads labels, the text model and WordNet before the first request
-                svc().select({"name": "warm-up", "classes": ["cat", "dog"]}, k=1)
+                await heavy(lambda: svc().select({"name": "warm-up", "classes": ["cat", "dog"]}, k=1))
             except VlmhubError:
                 pass  # e.g. not labeled yet: /v1/select answers 409 with the fix
-        yield
+        try:
+            yield
+        finally:
+            for lane in ("heavy", "fast"):
+                if lane in state:
+                    state.pop(lane).shutdown(wait=False, cancel_futures=True)
 
-    app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan,
-                          description="Select and reuse vision-language models with Model Label Learning.")
+    app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan, responses=dict(PROBLEM_RESPONSES),
+                          description="Select and reuse vision-language models with Model Label Learning. "
+                                      "Errors are RFC 9457 problem bodies (application/problem+json).")
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=lim.max_body_bytes,
+                       per_path={"/v1/submissions": lim.max_package_bytes})
 
-    @app.exception_handler(VlmhubError)
-    async def _vlmhub_error(request, exc: VlmhubError):
-        return JSONResponse(status_code=status_for(exc), content={"error": {"type": type(exc).__name__, "message": str(exc)}})
-
+    # light routes: plain functions in Starlette's own thread pool, never queued behind heavy work
     @app.get("/v1/health")
     def health() -> dict:
         return svc().health()
@@ -131,29 +155,33 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
         return svc().models()
 
     @app.get("/v1/models/{model_id}")
-    def model(model_id: str) -> dict:
+    def model(model_id: str = fastapi.Path(..., max_length=200)) -> dict:
         return svc().model(model_id)
-
-    @app.post("/v1/select")
-    def select(req: SelectIn) -> dict:
-        return svc().select(req.task.as_dict(), k=req.k, config=req.config)
-
-    @app.post("/v1/predict")
-    def predict(req: PredictIn) -> dict:
-        images = [im.model_dump() for im in req.images]
-        return svc().predict(req.task.as_dict(), images, k=req.k, weighting=req.weighting, config=req.config)
 
     @app.get("/v1/tables")
     def tables() -> dict:
         return svc().list_tables()
 
+    # heavy routes: the bounded pool
+    @app.post("/v1/select")
+    async def select(req: SelectIn) -> dict:
+        task = req.task.as_dict()
+        cheap = "svc" in state and state["svc"].select_is_cheap(task, req.config)  # a dict lookup, no work
+        return await heavy(lambda: svc().select(task, k=req.k, config=req.config), lane="fast" if cheap else "heavy")
+
+    @app.post("/v1/predict")
+    async def predict(req: PredictIn) -> dict:
+        images = [im.model_dump() for im in req.images]
+        return await heavy(lambda: svc().predict(req.task.as_dict(), images, k=req.k, weighting=req.weighting,
+                                                 config=req.config))
+
     @app.post("/v1/tables/{table}/rank")
-    def rank(table: str, req: RankIn) -> dict:
-        return svc().rank_models(table, req.task.as_dict(), selector=req.selector, top=req.top)
+    async def rank(req: RankIn, table: str = fastapi.Path(..., max_length=200)) -> dict:
+        return await heavy(lambda: svc().rank_models(table, req.task.as_dict(), selector=req.selector, top=req.top))
 
     from .submissions import add_submission_routes
 
-    add_submission_routes(app, lambda: svc().hub.settings)  # the submission stage (hub database, tokens)
+    add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_package_bytes)  # the submission stage (hub database, tokens)
     return app
 
 

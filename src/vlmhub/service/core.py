@@ -8,8 +8,9 @@ responses, the same JSON shapes as the CLI's ``--json`` output:
 * :meth:`~VlmhubService.predict` -- ``vlmhub predict --json`` on uploaded image bytes (Eq. 8-10);
 * :meth:`~VlmhubService.rank_models` -- ``vlmhub rank-models --json`` for a performance table.
 
-Model inference is serialised by a lock (the CPU is saturated by one forward; concurrent requests queue),
-selection and ranking are cheap and share the same lock only while caches are filled. Bad input raises the
+Model inference is serialised by a lock (the CPU is saturated by one forward; concurrent requests queue);
+selections take it only while the selector is fitted, then run in parallel (the fitted selector is read-only
+apart from its bounded, locked cache of task embeddings); ranking takes it while a table selector is fitted. Bad input raises the
 usual :class:`~vlmhub.errors.VlmhubError` subclasses; the web layer maps them to HTTP status codes.
 """
 
@@ -19,6 +20,7 @@ from types import MappingProxyType
 
 import base64
 import binascii
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -41,18 +43,97 @@ _SELECTION_KEYS = MappingProxyType({"alpha": float, "k_nodes": int, "metric": st
 
 @dataclass(frozen=True)
 class ServiceLimits:
-    """Per-request limits: images per request and bytes per image (uploads beyond them are refused)."""
+    """Per-request limits; a request beyond one is refused (HTTP 413 for bytes, 422 for counts and lengths).
+
+    The defaults are those of :class:`~vlmhub.settings.Settings` (each overridable with a ``VLMHUB_*``
+    variable); :meth:`from_settings` reads them from a settings object.
+    """
 
     max_images: int = 256
     max_image_bytes: int = 10 * 1024 * 1024
     #: uploads decoded at once (each decode holds a full-size bitmap until it is resized)
     max_concurrent_decodes: int = 2
+    #: bytes of one request body
+    max_body_bytes: int = 32 * 1024 * 1024
+    #: bytes of one uploaded model package (POST /v1/submissions)
+    max_package_bytes: int = 2 * 1024**3
+    #: classes of one task
+    max_classes: int = 1000
+    #: characters of one class name, caption, task name, domain or image name
+    max_text_chars: int = 256
+    #: user captions of one class
+    max_captions: int = 32
+    #: threads running heavy work (selection, prediction, ranking) off the event loop
+    threads: int = 2
 
     def __post_init__(self) -> None:
-        if self.max_images < 1 or self.max_image_bytes < 1 or self.max_concurrent_decodes < 1:
-            raise ConfigError(f"service limits must be positive (got max_images={self.max_images}, "
-                              f"max_image_bytes={self.max_image_bytes}, "
-                              f"max_concurrent_decodes={self.max_concurrent_decodes}).")
+        bad = {f: getattr(self, f) for f in ("max_images", "max_image_bytes", "max_concurrent_decodes", "max_body_bytes", "max_package_bytes",
+                                             "max_classes", "max_text_chars", "max_captions", "threads")
+               if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int) or getattr(self, f) < 1}
+        if bad:
+            raise ConfigError(f"service limits must be positive whole numbers (got {', '.join(f'{k}={v!r}' for k, v in bad.items())}). "
+                              "Pass values >= 1.")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> "ServiceLimits":
+        """The limits of ``settings`` (``max_request_bytes``, ``max_task_classes``, ...), some overridden."""
+        base = dict(max_images=settings.max_request_images, max_body_bytes=settings.max_request_bytes,
+                    max_package_bytes=settings.max_package_bytes,
+                    max_classes=settings.max_task_classes, max_text_chars=settings.max_text_chars,
+                    max_captions=settings.max_class_captions, threads=settings.service_threads)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def check_task(self, payload: Any) -> None:
+        """Refuse a task object beyond the limits before any of it is processed (:class:`TaskError`)."""
+        if not isinstance(payload, Mapping):
+            return  # Task.from_dict names the problem
+        classes = payload.get("classes")
+        if isinstance(classes, (list, tuple)) and len(classes) > self.max_classes:
+            raise TaskError(f"the task has {len(classes)} classes; this server takes at most {self.max_classes} per task "
+                            "(VLMHUB_MAX_TASK_CLASSES). Split the task or ask the operator to raise the limit.")
+        check_name("the task name", payload.get("name"), self.max_text_chars)
+        texts = [("the domain", payload.get("domain")), ("the task type", payload.get("task"))]
+        texts += [(f"class {i}", c) for i, c in enumerate(classes or ()) if isinstance(classes, (list, tuple))]
+        captions = payload.get("captions")
+        if isinstance(captions, Mapping):
+            for c, caps in captions.items():
+                texts.append(("a captioned class name", c))
+                if isinstance(caps, (list, tuple)):
+                    if len(caps) > self.max_captions:
+                        raise TaskError(f"class {str(c)[:40]!r} has {len(caps)} captions; the limit is {self.max_captions} "
+                                        "(VLMHUB_MAX_CLASS_CAPTIONS). Send fewer captions.")
+                    texts += [(f"a caption of class {str(c)[:40]!r}", x) for x in caps]
+                else:
+                    texts.append((f"the caption of class {str(c)[:40]!r}", caps))
+        for what, text in texts:
+            check_text(what, text, self.max_text_chars)
+
+
+def check_text(what: str, text: Any, max_chars: int) -> None:
+    """Refuse a request string that is too long, is not valid Unicode (a lone surrogate), holds control
+    characters or looks like a server path (absolute, ``..``, ``~``); non-strings are left to the schema."""
+    if not isinstance(text, str):
+        return
+    if len(text) > max_chars:
+        raise TaskError(f"{what} has {len(text)} characters; the limit is {max_chars} (VLMHUB_MAX_TEXT_CHARS). "
+                        "Shorten it.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TaskError(f"{what} is not valid Unicode text ({exc.reason} at position {exc.start}, e.g. a lone "
+                        "UTF-16 surrogate). Send plain UTF-8 text.") from None
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise TaskError(f"{what} contains control characters (NUL, newline, ...). Send printable text.")
+
+
+def check_name(what: str, text: Any, max_chars: int) -> None:
+    """:func:`check_text` plus: no absolute path, ``..`` segment, ``~`` or backslash (the server never opens a
+    client-named path, and answers echoing one are refused too)."""
+    check_text(what, text, max_chars)
+    if isinstance(text, str) and (text.startswith(("/", "~")) or "\\" in text or ".." in text.split("/")):
+        raise TaskError(f"{what} {text[:60]!r} looks like a file path; this server never reads paths. "
+                        "Use a plain name such as \"cat/1.jpg\" (relative, no '..').")
 
 
 class VlmhubService:
@@ -73,7 +154,7 @@ class VlmhubService:
         clash = set(self.tables) & set(BUILTIN_TABLES)
         if clash:
             raise ConfigError(f"table name(s) {sorted(clash)} are built in; register your CSV under another name.")
-        self.limits = limits or ServiceLimits()
+        self.limits = limits or ServiceLimits.from_settings(self.hub.settings)
         self.embedder = embedder
         self.started = time.time()
         self._lock = threading.RLock()
@@ -129,34 +210,44 @@ class VlmhubService:
                 "default_selector": DEFAULT_SELECTOR}
 
     # -- MLL -------------------------------------------------------------------------------------
-    @staticmethod
-    def task(payload: Any) -> Task:
-        """Validate a task object (``{"name", "classes", "domain", "task", "captions"}``)."""
+    def task(self, payload: Any) -> Task:
+        """Validate a task object (``{"name", "classes", "domain", "task", "captions"}``) within the limits."""
+        self.limits.check_task(payload)
         return Task.from_dict(payload)
 
-    @staticmethod
-    def selection_config(config: Mapping[str, Any] | None) -> dict:
+    def selection_config(self, config: Mapping[str, Any] | None) -> dict:
         """Validate selection options (the CLI's ``--alpha``, ``--nodes``, ``--metric``, ...)."""
         cfg: dict[str, Any] = {}
+        if config is not None and not isinstance(config, Mapping):
+            raise TaskError("\"config\" must be an object of selection options, e.g. {\"alpha\": 0.5}.")
         for key, value in dict(config or {}).items():
             if key not in _SELECTION_KEYS:
-                raise TaskError(f"unknown selection option {key!r}. Allowed: {', '.join(sorted(_SELECTION_KEYS))}.")
+                check_text("a selection option name", key, self.limits.max_text_chars)
+                raise TaskError(f"unknown selection option {key[:60]!r}. Allowed: {', '.join(sorted(_SELECTION_KEYS))}.")
             kind = _SELECTION_KEYS[key]
             if kind is tuple:
                 if isinstance(value, str):
                     value = [s for s in value.split(",") if s]
-                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-                    raise TaskError(f"selection option {key!r} must be a list of strings, e.g. [\"user\", \"wordnet\"].")
+                if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value) or len(value) > 8:
+                    raise TaskError(f"selection option {key!r} must be a list of at most 8 strings, e.g. [\"user\", \"wordnet\"].")
+                for v in value:
+                    check_text(f"an entry of selection option {key!r}", v, self.limits.max_text_chars)
                 value = tuple(value)
             elif kind is bool:
                 if not isinstance(value, bool):
                     raise TaskError(f"selection option {key!r} must be true or false.")
             elif kind in (int, float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise TaskError(f"selection option {key!r} must be a number{' (whole)' if kind is int else ''}.")
+                if not math.isfinite(value) or abs(value) > 1e9:
+                    raise TaskError(f"selection option {key!r} must be a finite number of sensible size (got {value!r}).")
+                if kind is int and int(value) != value:
+                    raise TaskError(f"selection option {key!r} must be a whole number (got {value!r}).")
                 value = kind(value)
             elif not isinstance(value, str):
                 raise TaskError(f"selection option {key!r} must be a string.")
+            else:
+                check_text(f"selection option {key!r}", value, self.limits.max_text_chars)
             cfg[key] = value
         return cfg
 
@@ -165,8 +256,17 @@ class VlmhubService:
         t = self.task(task)
         cfg = self.selection_config(config)
         _check_k(k)
-        with self._lock:
-            return self.hub.select(t, k=k, **cfg).to_dict()
+        with self._lock:  # the fit (labels, index, node captions) happens once; selections then run in parallel
+            self.hub.selector(**cfg)
+        return self.hub.select(t, k=k, **cfg).to_dict()
+
+    def select_is_cheap(self, task: Any, config: Mapping[str, Any] | None = None) -> bool:
+        """Whether :meth:`select` of this task needs no fit and no text encoding (a repeated task), so the
+        web layer may answer it in its fast lane. Invalid input is "not cheap" (the normal path refuses it)."""
+        try:
+            return self.hub.knows_task(self.task(task), **self.selection_config(config))
+        except Exception:  # noqa: BLE001 -- only a routing hint; select() reports the actual problem
+            return False
 
     def decode_images(self, images: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
         """``[{"name", "data": base64}]`` -> ``(id, InMemoryImage)`` refs, each decoded once to validate it."""
@@ -180,7 +280,13 @@ class VlmhubService:
         for i, item in enumerate(images):
             if not isinstance(item, Mapping) or not isinstance(item.get("data"), str):
                 raise ImageError(f"image {i} must be an object {{\"name\": ..., \"data\": <base64 string>}}.")
-            name = str(item.get("name") or f"image-{i}")
+            name = item.get("name") or f"image-{i}"
+            if not isinstance(name, str):
+                raise ImageError(f"image {i}: \"name\" must be a string such as \"cat/1.jpg\".")
+            try:
+                check_name(f"the name of image {i}", name, self.limits.max_text_chars)
+            except TaskError as exc:
+                raise ImageError(str(exc)) from None
             if name in seen:
                 raise ImageError(f"image name {name!r} is used twice in one request. Give every image its own name.")
             seen.add(name)
