@@ -48,12 +48,14 @@ TITLES = MappingProxyType({
 })
 
 #: OpenAPI description of the problem answers every route may give (FastAPI's ``responses=``)
-_PROBLEM_SCHEMA = {"type": "object", "required": ["type", "title", "status", "detail"],
-                   "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                                  "status": {"type": "integer"}, "detail": {"type": "string"},
-                                  "errors": {"type": "array", "items": {"type": "object"}}}}
+def _problem_schema() -> dict:
+    """The OpenAPI schema of a problem body (a fresh dict each call: nothing mutable at module level)."""
+    return {"type": "object", "required": ["type", "title", "status", "detail"],
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                           "status": {"type": "integer"}, "detail": {"type": "string"},
+                           "errors": {"type": "array", "items": {"type": "object"}}}}
 PROBLEM_RESPONSES = MappingProxyType({
-    code: {"description": why, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+    code: {"description": why, "content": {PROBLEM_JSON: {"schema": _problem_schema()}}}
     for code, why in ((400, "malformed request"), (404, "unknown route or model"), (405, "method not allowed"),
                       (409, "the hub is not labeled"), (413, "request body too large"),
                       (415, "unsupported media type"), (422, "invalid request (schema, limits, task, images)"),
