@@ -141,6 +141,9 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     def rank(table: str, req: RankIn) -> dict:
         return svc().rank_models(table, req.task.as_dict(), selector=req.selector, top=req.top)
 
+    from .web import web_router  # the HTML pages (/, /models/{id}, /compare, /task, /predict) over the same svc
+
+    app.include_router(web_router(svc))
     return app
 
 
