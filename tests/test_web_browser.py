@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,8 +23,6 @@ def _browser_paths() -> tuple[str, str] | None:
 def server(tmp_path_factory, wordnet_dir):
     """A live server (uvicorn in a thread, random free port) over a labeled toy hub in a temp home."""
     pytest.importorskip("uvicorn", reason="the service extra (pip install 'vlmhub[service]') is part of vlmhub[test]")
-    import uvicorn
-
     import webhome
     from vlmhub.service import VlmhubService
     from vlmhub.service.app import create_app
@@ -36,21 +31,8 @@ def server(tmp_path_factory, wordnet_dir):
     root = tmp_path_factory.mktemp("web-browser")
     settings = Settings(home=root / "hub", data_dir=default_data_dir(), wordnet_dir=wordnet_dir, batch_size=16)
     hub = webhome.build_hub(settings, root)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(VlmhubService(hub, embedder="hashing256")), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not srv.started:
-        if time.time() > deadline or not t.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "hub": hub, "root": root}
-    srv.should_exit = True
-    t.join(10)
+    with webhome.LiveServer(create_app(VlmhubService(hub, embedder="hashing256"))) as url:
+        yield {"url": url, "hub": hub, "root": root}
 
 
 @pytest.fixture(scope="module")

@@ -58,3 +58,50 @@ def swatch_png(colour: str, path: Path, seed: int = 7) -> Path:
 
     swatch(COLOR_RGB[colour], seed, size=24).save(path)
     return path
+
+
+class LiveServer:
+    """``with LiveServer(app) as url:`` -- uvicorn in a daemon thread on 127.0.0.1, a free port."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __enter__(self) -> str:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the web server did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def demo_service(home: str | None, root: Path, wordnet_dir: Path | None = None):
+    """A :class:`~vlmhub.service.VlmhubService` over the hub at ``home`` (already labeled), or, without one,
+    over the toy web hub labeled in ``root`` (for screenshots and benchmarks)."""
+    from vlmhub.service import VlmhubService
+    from vlmhub.settings import Settings, default_data_dir, get_settings
+
+    if home:
+        from vlmhub.hub import Hub
+
+        return VlmhubService(Hub(Settings(home=Path(home))))
+    base = get_settings()
+    settings = Settings(home=root / "hub", data_dir=default_data_dir(), wordnet_dir=wordnet_dir or base.wordnet_dir,
+                        batch_size=16)
+    return VlmhubService(build_hub(settings, root), embedder="hashing256")
