@@ -143,7 +143,7 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
 
     from .web import web_router  # the HTML pages (/, /models/{id}, /compare, /task, /predict) over the same svc
 
-    app.include_router(web_router(svc))
+    app.include_router(web_router(svc, status_for))
     return app
 
 

@@ -1,6 +1,6 @@
 """The hub's web face: server-rendered pages over the same service functions as the JSON API.
 
-``web_router(get_service)`` returns a FastAPI router; :func:`vlmhub.service.app.create_app` mounts it, so
+``web_router(get_service, status_for)`` returns a FastAPI router; :func:`vlmhub.service.app.create_app` mounts it, so
 ``vlmhub serve`` answers both ``/v1/...`` (JSON) and the pages:
 
 ==========================  =================================================================================
@@ -20,8 +20,8 @@ from __future__ import annotations
 __all__ = ["web_router"]
 
 
-def web_router(get_service):
+def web_router(get_service, status_for):
     """See :func:`vlmhub.service.web.routes.web_router` (imports FastAPI and Jinja2 on first use)."""
     from .routes import web_router as _router
 
-    return _router(get_service)
+    return _router(get_service, status_for)

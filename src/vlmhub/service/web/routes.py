@@ -51,12 +51,12 @@ def _templates():
     return env
 
 
-def web_router(get_service: Callable[[], Any]):
-    """A FastAPI ``APIRouter`` with the pages; ``get_service()`` returns the app's :class:`VlmhubService`."""
+def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError], int]):
+    """A FastAPI ``APIRouter`` with the pages; ``get_service()`` returns the app's :class:`VlmhubService` and
+    ``status_for`` maps a library error to the HTTP status the JSON API gives it (the app's own mapping)."""
     from fastapi import APIRouter, Request
     from fastapi.responses import HTMLResponse, Response
 
-    from ..app import status_for
     from . import svg
 
     env = _templates()
