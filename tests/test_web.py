@@ -162,3 +162,24 @@ def test_css_is_served_from_the_package(client):
     r = client.get("/static/web.css")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
     assert "@media (max-width: 600px)" in r.text and "url(" not in r.text
+
+
+def test_concept_sample_images_are_served_from_the_graph_only(client, web_hub):
+    page = client.get("/models/toy-a").text
+    srcs = re.findall(r'<img src="(/concepts/[^"]+)"[^>]*alt="sample image', page)
+    assert srcs, "strongest/weakest concepts show sample images"
+    r = client.get(srcs[0])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
+    wnid = srcs[0].split("/")[2]
+    node = next(n for n in web_hub.graph().nodes if n.id == wnid)
+    assert client.get(f"/concepts/{wnid}/images/{len(node.images)}").status_code == 404
+    assert client.get("/concepts/n00000000/images/0").status_code == 404
+    assert client.get("/concepts/..%2F..%2Fetc/images/0").status_code == 404
+
+
+def test_task_page_per_class_spider_has_one_axis_per_class(client):
+    r = client.get("/task?" + TASK_QS)
+    radar = re.search(r'<svg[^>]*class="chart radar".*?</svg>', r.text, re.S).group(0)
+    assert re.findall(r'data-axis="([^"]+)"', radar) == TASK["classes"]
+    api = client.post("/v1/select", json={"task": TASK, "k": 2}).json()
+    assert sorted(re.findall(r'data-series="([^"]+)"', radar)) == sorted(api["models_used"])

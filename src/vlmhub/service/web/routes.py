@@ -34,6 +34,7 @@ class _State:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     profiles: Any = None
+    graph: Any = None
     version: str = ""
 
 
@@ -81,8 +82,26 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         with state.lock:
             if state.profiles is None or state.version != version:
                 with svc._lock:
-                    state.profiles, state.version = hub_profiles(svc.hub), version
+                    state.profiles, state.graph, state.version = hub_profiles(svc.hub), svc.hub.graph(), version
             return state.profiles
+
+    @router.get("/concepts/{wnid}/images/{index}")
+    def concept_image(wnid: str, index: int) -> Response:
+        """A sample image of a graph concept (only files the hub's graph lists; never a client-given path)."""
+        import mimetypes
+        from pathlib import Path
+
+        try:
+            profiles()
+        except VlmhubError as exc:
+            return error(exc)
+        node = next((n for n in state.graph.nodes if n.id == wnid), None)
+        if node is None or not 0 <= index < len(node.images):
+            return error(TaskError(f"concept {wnid} has no sample image {index}. Open a model page for its concepts."), 404)
+        path = Path(state.graph.image_paths.get(node.images[index], ""))
+        if not path.is_file():
+            return error(TaskError(f"the sample image file of {wnid} is gone ({path.name}). Relabel the hub with `vlmhub label`."), 404)
+        return Response(path.read_bytes(), media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream", headers={"Cache-Control": "public, max-age=3600"})
 
     @router.get("/static/web.css")
     def css() -> Response:
@@ -222,9 +241,13 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         hm = svg.heatmap(models, names, [[score[(m, c)] for c in names] for m in models],
                          marked=[[(m, c) in top for c in names] for m in models],
                          title=f"Reuse score r (Eq. 7) of every model for every class of {task['name']}")
+        top_models = list(dict.fromkeys(m["id"] for c in result["classes"] for m in c["models"]))[:6]
+        hi = max([score[(m, c)] for m in top_models for c in names] + [1e-9])
+        spider = svg.radar_chart(names, [(m, [score[(m, c)] for c in names]) for m in top_models], scale=hi,
+                                 title=f"Reuse score r per class of {task['name']}: the models selected for any class")
         share = "/task?" + urlencode({k2: v for k2, v in form.items() if v})
         predict_link = "/predict?" + urlencode({k2: v for k2, v in form.items() if v})
-        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, share=share,
+        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, spider=spider, spider_models=top_models, share=share,
                     predict_link=predict_link)
 
     @router.get("/predict", response_class=HTMLResponse)

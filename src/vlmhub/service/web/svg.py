@@ -22,8 +22,8 @@ def _f(x: float) -> str:
 
 
 def radar_chart(axes: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, title: str,
-                reference: tuple[str, Sequence[float]] | None = None, size: int = 420) -> str:
-    """A spider chart of values in [0, 1], one axis per name in ``axes`` (clockwise from the top).
+                reference: tuple[str, Sequence[float]] | None = None, size: int = 420, scale: float = 1.0) -> str:
+    """A spider chart of values in [0, ``scale``], one axis per name in ``axes`` (clockwise from the top).
 
     ``series`` are ``(name, values)`` drawn as filled polygons (classes ``s0``, ``s1``, ...); ``reference``
     (e.g. the hub median) is drawn dashed. Each axis is a ``<g class="axis" data-axis=NAME>``.
@@ -32,8 +32,10 @@ def radar_chart(axes: Sequence[str], series: Sequence[tuple[str, Sequence[float]
     for name, vals in [*series, *([reference] if reference else [])]:
         if len(vals) != n:
             raise ValueError(f"series {name!r} has {len(vals)} values for {n} axes")
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0 (got {scale})")
     cx = cy = size / 2
-    R = size / 2 - 90
+    R = size / 2 - 75
     label = f"{title}: " + "; ".join(f"{name}: " + ", ".join(f"{a} {v:.2f}" for a, v in zip(axes, vals))
                                      for name, vals in [*series, *([reference] if reference else [])])
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart radar" viewBox="0 0 {size} {size}" role="img" '
@@ -49,18 +51,18 @@ def radar_chart(axes: Sequence[str], series: Sequence[tuple[str, Sequence[float]
             out.append(f'<polygon class="grid" points="{pts}"/>')
         else:
             out.append(f'<circle class="grid" cx="{_f(cx)}" cy="{_f(cy)}" r="{_f(R * ring)}"/>')
-        out.append(f'<text class="tick" x="{_f(cx + 3)}" y="{_f(cy - R * ring + 11)}">{ring:.2f}</text>')
+        out.append(f'<text class="tick" x="{_f(cx + 3)}" y="{_f(cy - R * ring + 11)}">{ring * scale:.2f}</text>')
     for i, a in enumerate(axes):
         x, y = point(i, R)
         lx, ly = point(i, R + 14)
         anchor = "middle" if abs(lx - cx) < 1 else ("start" if lx > cx else "end")
-        short = a.split(".", 1)[-1]
+        short = a.split(".", 1)[-1] if a.startswith(("noun.", "verb.", "adj.", "adv.")) else a[:18]
         out.append(f'<g class="axis" data-axis="{escape(a)}"><title>{escape(a)}</title>'
                    f'<line x1="{_f(cx)}" y1="{_f(cy)}" x2="{_f(x)}" y2="{_f(y)}"/>'
                    f'<text x="{_f(lx)}" y="{_f(ly + 4)}" text-anchor="{anchor}">{escape(short)}</text></g>')
 
     def poly(name: str, vals: Sequence[float], cls: str) -> str:
-        pts = [point(i, R * min(max(float(v), 0.0), 1.0)) for i, v in enumerate(vals)]
+        pts = [point(i, R * min(max(float(v) / scale, 0.0), 1.0)) for i, v in enumerate(vals)]
         s = " ".join(f"{_f(x)},{_f(y)}" for x, y in pts)
         dots = "".join(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="3"><title>{escape(name)} · {escape(axes[i])}: '
                        f'{float(vals[i]):.3f}</title></circle>' for i, (x, y) in enumerate(pts))
