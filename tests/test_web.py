@@ -183,3 +183,31 @@ def test_task_page_per_class_spider_has_one_axis_per_class(client):
     assert re.findall(r'data-axis="([^"]+)"', radar) == TASK["classes"]
     api = client.post("/v1/select", json={"task": TASK, "k": 2}).json()
     assert sorted(re.findall(r'data-series="([^"]+)"', radar)) == sorted(api["models_used"])
+
+
+def test_catalog_pages_a_large_hub_50_at_a_time(web_hub):
+    """120 catalog models (the 3 labeled toys + 117 run-time registrations of the toy model class)."""
+    from dataclasses import replace
+
+    from vlmhub.hub import Hub
+    from vlmhub.models.catalog import Catalog
+    from vlmhub.models.toy import TOY_MODELS, ToyColorModel
+
+    catalog = Catalog(web_hub.settings)
+    extra = [f"toy-x{i:03d}" for i in range(117)]
+    for i, mid in enumerate(extra):
+        catalog.register(replace(TOY_MODELS[i % 3], id=mid, params_m=float(i)), ToyColorModel)
+    hub = Hub(web_hub.settings, catalog=catalog, model_ids=list(webhome.TOY_IDS) + extra)
+    with TestClient(create_app(VlmhubService(hub, embedder="hashing256"))) as c:
+        pages = [c.get(f"/?page={p}") for p in (1, 2, 3)]
+        ids = [re.findall(r'<tr class="model" data-id="([^"]+)"', r.text) for r in pages]
+        assert [len(x) for x in ids] == [50, 50, 20]
+        assert sum(ids, []) == sorted(list(webhome.TOY_IDS) + extra)
+        assert 'rel="next"' in pages[0].text and 'rel="prev"' not in pages[0].text
+        assert 'rel="prev"' in pages[2].text and 'rel="next"' not in pages[2].text
+        assert "120 of 120 models" in pages[0].text
+        assert [r.text.count("badge ok") for r in pages] == [3, 0, 0]  # toy-a..c sort first, toy-x* are not labeled
+        assert c.get("/?page=4").status_code == 404
+        heavy = re.findall(r'data-id="([^"]+)"', c.get("/?sort=-params&q=toy-x").text)
+        assert heavy[:3] == ["toy-x116", "toy-x115", "toy-x114"] and len(heavy) == 50
+        assert "117 of 120 models" in c.get("/?q=toy-x").text
