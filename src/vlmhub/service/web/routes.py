@@ -13,6 +13,7 @@ import base64
 import threading
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -23,8 +24,8 @@ __all__ = ["web_router", "PAGE_SIZE", "SORT_KEYS"]
 PAGE_SIZE = 50
 #: ?sort= values of the catalog (prefix "-" for descending)
 SORT_KEYS = ("id", "origin", "params", "gflops", "top1", "labeled")
-_SORT_FIELD = {"id": "id", "origin": "origin", "params": "params_m", "gflops": "gflops", "top1": "imagenet_top1",
-               "labeled": "labeled"}
+_SORT_FIELD = MappingProxyType({"id": "id", "origin": "origin", "params": "params_m", "gflops": "gflops",
+                                "top1": "imagenet_top1", "labeled": "labeled"})
 MAX_COMPARE = 5
 
 
