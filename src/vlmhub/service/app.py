@@ -182,6 +182,10 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     from .submissions import add_submission_routes
 
     add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_package_bytes)  # the submission stage (hub database, tokens)
+
+    from .web import web_router  # the HTML pages (/, /models/{id}, /compare, /task, /predict) over the same svc
+
+    app.include_router(web_router(svc, status_for))
     return app
 
 
