@@ -26,6 +26,7 @@ INTERNAL = {
     ("models/checker.py", "KeyError"),               # CheckReport.result(name): a Mapping-style lookup
     ("selection/blocks.py", "TypeError"),            # write_block given ranks of the wrong dtype by the fast path
     ("selection/blocks.py", "ValueError"),           # write_block given arrays of disagreeing shapes
+    ("service/web/svg.py", "ValueError"),            # chart drawn from inconsistent series by the page code
     ("hubdb/artifacts.py", "TypeError"),             # object arrays handed to the artifact writer
     ("hubdb/schema.py", "ValueError"),               # a naive datetime bound by vlmhub's own code
     ("hubdb/migrations/env.py", "RuntimeError"),     # alembic's env run outside vlmhub.hubdb.migrate

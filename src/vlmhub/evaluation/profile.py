@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import LabelError, NotLabeledError, UnknownModelError
+from ..errors import DataError, LabelError, NotLabeledError, UnknownModelError
 
 __all__ = ["ConceptScore", "CapabilityProfile", "HubProfiles", "aggregate", "lexnames_of", "node_categories",
            "concept_accuracy", "model_profile", "hub_profiles", "largest_differences"]
@@ -99,7 +99,7 @@ class HubProfiles:
 def aggregate(accuracy: Sequence[float], categories: Sequence[str]) -> dict[str, float]:
     """Mean of ``accuracy`` per category (``accuracy[i]`` belongs to ``categories[i]``), sorted by category."""
     if len(accuracy) != len(categories):
-        raise ValueError(f"{len(accuracy)} accuracies for {len(categories)} categories; pass one category per value")
+        raise DataError(f"{len(accuracy)} accuracies for {len(categories)} categories; pass one category per value")
     sums: dict[str, list[float]] = {}
     for a, c in zip(accuracy, categories):
         sums.setdefault(c, []).append(float(a))
