@@ -92,6 +92,10 @@ def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_packa
             handle_box["h"] = HubDBHandle(settings_of())
         return handle_box["h"].get()
 
+    app.state.hub_db = db  # the web pages (service/web/submit.py) share this database handle
+    app.state.max_package_bytes = max_package_bytes
+    app.state.hub_settings = settings_of
+
     def limit() -> int:
         from .. import submission
 

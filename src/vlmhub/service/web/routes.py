@@ -86,6 +86,10 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
                     state.profiles, state.graph, state.version = hub_profiles(svc.hub), svc.hub.graph(), version
             return state.profiles
 
+    from .submit import add_submit_pages
+
+    add_submit_pages(router, render, error)  # /signin, /submit, /submissions/{id}
+
     @router.get("/concepts/{wnid}/images/{index}")
     def concept_image(wnid: str, index: int) -> Response:
         """A sample image of a graph concept (only files the hub's graph lists; never a client-given path)."""
