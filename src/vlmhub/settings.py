@@ -108,7 +108,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 #: Settings fields that must be whole numbers >= 1 (checked at construction)
-_POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_task_classes", "max_text_chars",
+_POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_upload_bytes", "max_task_classes", "max_text_chars",
                         "max_class_captions", "max_request_images", "service_threads")
 
 
@@ -130,6 +130,8 @@ class Settings:
     # -- limits of the HTTP service (docs/service.md); each refusal is a 413 / 422 problem body -----------
     #: bytes of one request body (checked from Content-Length and while the body streams in)
     max_request_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_BYTES", 32 * 1024 * 1024))
+    #: bytes of one upload to an upload route (``/v1/submissions``: model packages), counted the same way
+    max_upload_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_UPLOAD_BYTES", 2 * 1024**3))
     #: classes of one task (ImageNet's 1,000 fit)
     max_task_classes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_TASK_CLASSES", 1000))
     #: characters of one class name, caption, task name, domain or image name
