@@ -274,3 +274,40 @@ def test_health_reads_no_graph(toy_hub, monkeypatch):
     monkeypatch.setattr(graph_mod, "load_graph", no_graph)
     after = service.health()
     assert after["labeled"] == before["labeled"] == 3 and after["models"] == 3
+
+
+def test_limits_are_settings_with_env_overrides(settings, toy_hub, monkeypatch):
+    from vlmhub.settings import Settings
+
+    monkeypatch.setenv("VLMHUB_MAX_TASK_CLASSES", "5")
+    monkeypatch.setenv("VLMHUB_SERVICE_THREADS", "3")
+    env = Settings(home=settings.home)
+    assert (env.max_task_classes, env.service_threads, env.max_text_chars) == (5, 3, 256)
+    limits = ServiceLimits.from_settings(env)
+    assert (limits.max_classes, limits.threads, limits.max_body_bytes) == (5, 3, 32 * 1024 * 1024)
+    with pytest.raises(TaskError, match="at most 5 per task"):  # TASK has 6 classes
+        VlmhubService(toy_hub, limits=limits).select(TASK)
+    with pytest.raises(TaskError, match="limit is 4"):
+        VlmhubService(toy_hub, limits=ServiceLimits(max_text_chars=4)).select(TASK)  # "orange"
+    monkeypatch.setenv("VLMHUB_MAX_REQUEST_BYTES", "0")
+    with pytest.raises(ConfigError, match="VLMHUB_MAX_REQUEST_BYTES"):
+        Settings(home=settings.home)
+
+
+def test_repeated_task_reuses_its_class_embeddings(service, toy_hub, monkeypatch):
+    from vlmhub.tasks import Task
+
+    first = service.select(TASK, k=2)
+    assert toy_hub.knows_task(Task.from_dict(TASK)) and service.select_is_cheap(TASK)
+    assert not service.select_is_cheap({**TASK, "classes": COLORS[:3]})
+    assert not service.select_is_cheap({**TASK, "classes": ["red"]})  # invalid: the normal path refuses it
+    sel = toy_hub.selector()
+    encoded: list[int] = []
+    real = type(sel.embedder_).encode
+    monkeypatch.setattr(type(sel.embedder_), "encode", lambda self, texts: encoded.append(len(texts)) or real(self, texts))
+    again = service.select(TASK, k=2)
+    other_alpha = service.select(TASK, k=2, config={"alpha": 0.3})  # a query-time variant shares the cache
+    assert again["classes"] == first["classes"] and encoded == []
+    assert [c["name"] for c in other_alpha["classes"]] == COLORS
+    service.select({**TASK, "classes": COLORS[:3]}, k=2)
+    assert encoded  # a new task is encoded

@@ -135,7 +135,7 @@ class Hub:
         from dataclasses import replace
 
         fit_cfg, query_opts = self._split_config(config, overrides)
-        key = self._fit_key(fit_cfg)
+        key = self._selector_key(fit_cfg)
         cached = self._selectors.get(key)
         if cached is None:
             ids = self.labeled_model_ids()
@@ -152,11 +152,6 @@ class Hub:
         query.update(query_opts)
         return cached.with_query(**{f: v for f, v in query.items() if v != getattr(cached.config, f)})
 
-    def _fit_key(self, fit_cfg: MLLConfig) -> tuple:
-        """What a fitted selector depends on: its fit-time options, the hub's models and the graph version, so a
-        model published into the catalog or a new graph makes one new fit (never one per request)."""
-        return (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
-
     @staticmethod
     def _split_config(config: MLLConfig | None, overrides: dict) -> tuple[MLLConfig, dict]:
         from dataclasses import replace
@@ -165,11 +160,16 @@ class Hub:
         fit_opts = {k: v for k, v in overrides.items() if k not in MLLConfig.QUERY_TIME}
         return (replace(base, **fit_opts) if fit_opts else base), {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
 
+    def _selector_key(self, fit_cfg: MLLConfig) -> tuple:
+        """Key of the cached fit: the fit-time options, the model set and the graph version (a published model or
+        a new graph makes a new fit, once)."""
+        return (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
+
     def knows_task(self, task: Task, config: MLLConfig | None = None, **overrides) -> bool:
         """Whether a selection of ``task`` under these options is cheap: its selector is fitted and remembers
         the task's class embeddings (:meth:`MLLSelector.task_embeddings`). Never fits or embeds anything."""
         fit_cfg, _ = self._split_config(config, {k: v for k, v in overrides.items() if k != "k"})
-        cached = self._selectors.get(self._fit_key(fit_cfg))
+        cached = self._selectors.get(self._selector_key(fit_cfg))
         return cached is not None and cached.knows_task(task)
 
     def select(self, task: Task, k: int | SelectionConfig = 3, **config) -> Selection:

@@ -112,7 +112,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 #: Settings fields that must be whole numbers >= 1 (checked at construction)
-_POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_package_bytes", "max_task_classes", "max_text_chars",
+_POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_upload_bytes", "max_task_classes", "max_text_chars",
                         "max_class_captions", "max_request_images", "service_threads")
 
 
@@ -136,6 +136,8 @@ class Settings:
     # -- limits of the HTTP service (docs/service.md); each refusal is a 413 / 422 problem body -----------
     #: bytes of one request body (checked from Content-Length and while the body streams in)
     max_request_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_BYTES", 32 * 1024 * 1024))
+    #: bytes of one upload to an upload route (``/v1/submissions``: model packages), counted the same way
+    max_upload_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_UPLOAD_BYTES", 2 * 1024**3))
     #: classes of one task (ImageNet's 1,000 fit)
     max_task_classes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_TASK_CLASSES", 1000))
     #: characters of one class name, caption, task name, domain or image name
@@ -144,8 +146,6 @@ class Settings:
     max_class_captions: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_CLASS_CAPTIONS", 32))
     #: uploaded images of one /v1/predict request
     max_request_images: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_IMAGES", 256))
-    #: bytes of one uploaded model package (POST /v1/submissions, vlmhub submit)
-    max_package_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_PACKAGE_BYTES", 2 * 1024**3))
     #: threads running the service's heavy work (caption encoding, selection, prediction) off the event loop
     service_threads: int = field(default_factory=lambda: _env_int("VLMHUB_SERVICE_THREADS", 2))
 

@@ -31,7 +31,7 @@ from typing import Any, Literal, Optional
 
 from ..errors import VlmhubError, missing_extra
 from .core import ServiceLimits, VlmhubService
-from .problems import PROBLEM_RESPONSES, BodyLimitMiddleware, install_problem_handlers, status_for
+from .problems import BodyLimitMiddleware, install_problem_handlers, problem_responses, status_for
 
 __all__ = ["create_app", "serve", "status_for"]
 
@@ -138,12 +138,11 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
                 if lane in state:
                     state.pop(lane).shutdown(wait=False, cancel_futures=True)
 
-    app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan, responses=dict(PROBLEM_RESPONSES),
+    app = fastapi.FastAPI(title="vlmhub", version=_version(), lifespan=lifespan, responses=problem_responses(),
                           description="Select and reuse vision-language models with Model Label Learning. "
                                       "Errors are RFC 9457 problem bodies (application/problem+json).")
     install_problem_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=lim.max_body_bytes,
-                       per_path={"/v1/submissions": lim.max_package_bytes})
+    app.add_middleware(BodyLimitMiddleware, max_bytes=lim.max_body_bytes, upload_bytes=lim.max_upload_bytes)
 
     # light routes: plain functions in Starlette's own thread pool, never queued behind heavy work
     @app.get("/v1/health")
@@ -181,7 +180,7 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
 
     from .submissions import add_submission_routes
 
-    add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_package_bytes)  # the submission stage (hub database, tokens)
+    add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_upload_bytes)  # the submission stage (hub database, tokens)
 
     from .web import web_router  # the HTML pages (/, /models/{id}, /compare, /task, /predict) over the same svc
 

@@ -55,8 +55,8 @@ class ServiceLimits:
     max_concurrent_decodes: int = 2
     #: bytes of one request body
     max_body_bytes: int = 32 * 1024 * 1024
-    #: bytes of one uploaded model package (POST /v1/submissions)
-    max_package_bytes: int = 2 * 1024**3
+    #: bytes of one upload to an upload route (model packages to /v1/submissions)
+    max_upload_bytes: int = 2 * 1024**3
     #: classes of one task
     max_classes: int = 1000
     #: characters of one class name, caption, task name, domain or image name
@@ -67,7 +67,7 @@ class ServiceLimits:
     threads: int = 2
 
     def __post_init__(self) -> None:
-        bad = {f: getattr(self, f) for f in ("max_images", "max_image_bytes", "max_concurrent_decodes", "max_body_bytes", "max_package_bytes",
+        bad = {f: getattr(self, f) for f in ("max_images", "max_image_bytes", "max_concurrent_decodes", "max_body_bytes", "max_upload_bytes",
                                              "max_classes", "max_text_chars", "max_captions", "threads")
                if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int) or getattr(self, f) < 1}
         if bad:
@@ -78,7 +78,7 @@ class ServiceLimits:
     def from_settings(cls, settings: Settings, **overrides: Any) -> "ServiceLimits":
         """The limits of ``settings`` (``max_request_bytes``, ``max_task_classes``, ...), some overridden."""
         base = dict(max_images=settings.max_request_images, max_body_bytes=settings.max_request_bytes,
-                    max_package_bytes=settings.max_package_bytes,
+                    max_upload_bytes=settings.max_upload_bytes,
                     max_classes=settings.max_task_classes, max_text_chars=settings.max_text_chars,
                     max_captions=settings.max_class_captions, threads=settings.service_threads)
         base.update({k: v for k, v in overrides.items() if v is not None})

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 from ..errors import LabelError, MissingExtraError, NotLabeledError, UnknownAssetError, UnknownModelError, VlmhubError
 
 __all__ = ["PROBLEM_JSON", "problem", "problem_bytes", "status_for", "problem_for", "install_problem_handlers",
-           "BodyLimitMiddleware", "PROBLEM_RESPONSES"]
+           "BodyLimitMiddleware", "PROBLEM_STATUSES", "problem_responses"]
 
 PROBLEM_JSON = "application/problem+json"
 _log = logging.getLogger("vlmhub.service")
@@ -47,20 +47,25 @@ TITLES = MappingProxyType({
     "internal-error": "Internal server error",
 })
 
-#: OpenAPI description of the problem answers every route may give (FastAPI's ``responses=``)
 def _problem_schema() -> dict:
-    """The OpenAPI schema of a problem body (a fresh dict each call: nothing mutable at module level)."""
     return {"type": "object", "required": ["type", "title", "status", "detail"],
-            "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                           "status": {"type": "integer"}, "detail": {"type": "string"},
-                           "errors": {"type": "array", "items": {"type": "object"}}}}
-PROBLEM_RESPONSES = MappingProxyType({
-    code: {"description": why, "content": {PROBLEM_JSON: {"schema": _problem_schema()}}}
-    for code, why in ((400, "malformed request"), (404, "unknown route or model"), (405, "method not allowed"),
-                      (409, "the hub is not labeled"), (413, "request body too large"),
-                      (415, "unsupported media type"), (422, "invalid request (schema, limits, task, images)"),
-                      (500, "internal error (logged; no details sent)"), (501, "an optional extra is missing"))
-})
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                           "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object"}}}}
+
+
+#: (status, description) of the problem answers every route may give; :func:`problem_responses` makes
+#: FastAPI's ``responses=`` of them
+PROBLEM_STATUSES = ((400, "malformed request"), (401, "missing or bad token"), (403, "wrong role"),
+                    (404, "unknown route or model"), (405, "method not allowed"), (409, "conflict, or the hub is not labeled"),
+                    (413, "request body too large"), (415, "unsupported media type"),
+                    (422, "invalid request (schema, limits, task, images)"), (500, "internal error (logged; no details sent)"),
+                    (501, "an optional extra is missing"))
+
+
+def problem_responses() -> dict:
+    """OpenAPI ``responses`` entries (problem+json schema) for :data:`PROBLEM_STATUSES`; a fresh dict."""
+    return {code: {"description": why, "content": {PROBLEM_JSON: {"schema": _problem_schema()}}}
+            for code, why in PROBLEM_STATUSES}
 
 
 def _clean(text: str) -> str:
@@ -83,16 +88,18 @@ def problem_bytes(body: dict) -> bytes:
     return json.dumps(body, ensure_ascii=False, default=str).encode("utf-8", "replace")
 
 
-def status_for(exc: VlmhubError) -> int:
-    """HTTP status of a library error: 401 no or bad token, 403 role or ownership, 404 unknown model, asset or
-    record, 409 duplicate or not labeled, 501 missing extra, 422 anything else a client can cause."""
-    from ..errors import AuthenticationError, ConflictError, NotFoundError, PermissionDenied
+#: status of the hub database's errors, by class name (they live in vlmhub.errors beside the others)
+_STATUS_BY_NAME = MappingProxyType({"AuthenticationError": 401, "PermissionDenied": 403, "NotFoundError": 404,
+                                    "ConflictError": 409})
 
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, PermissionDenied):
-        return 403
-    if isinstance(exc, (UnknownModelError, UnknownAssetError, NotFoundError)):
+
+def status_for(exc: VlmhubError) -> int:
+    """HTTP status of a library error: 401 missing or bad token, 403 wrong role, 404 unknown model, asset or
+    id, 409 conflict or not labeled, 501 missing extra, 422 anything else a client can cause."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in _STATUS_BY_NAME:
+            return _STATUS_BY_NAME[cls.__name__]
+    if isinstance(exc, (UnknownModelError, UnknownAssetError)):
         return 404
     if isinstance(exc, (LabelError, ConflictError)):
         return 409
@@ -148,7 +155,8 @@ def install_problem_handlers(app) -> None:
 
     @app.exception_handler(VlmhubError)
     async def _vlmhub_error(request, exc: VlmhubError):
-        return respond(problem_for(exc))
+        body = problem_for(exc)
+        return respond(body, headers={"WWW-Authenticate": "Bearer"} if body["status"] == 401 else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc: RequestValidationError):
@@ -187,28 +195,26 @@ class BodyLimitMiddleware:
     lying about it) is counted as it streams, and the request fails at the first byte past the limit.
     """
 
-    def __init__(self, app, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
+    def __init__(self, app, max_bytes: int, *, upload_bytes: int | None = None,
+                 upload_prefixes: tuple[str, ...] = ("/v1/submissions",)) -> None:
         self.app = app
         self.max_bytes = int(max_bytes)
-        #: path prefix -> its own limit (model package uploads are larger than JSON requests)
-        self.per_path = dict(per_path or {})
+        self.upload_bytes = int(upload_bytes) if upload_bytes is not None else self.max_bytes
+        self.upload_prefixes = tuple(upload_prefixes)
 
-    def _limit(self, path: str) -> int:
-        for prefix, n in self.per_path.items():
-            if path.startswith(prefix):
-                return int(n)
-        return self.max_bytes
+    def limit_for(self, path: str) -> tuple[int, str]:
+        """The byte limit of a request path and the variable that sets it (uploads have their own)."""
+        if path.startswith(self.upload_prefixes):
+            return self.upload_bytes, "VLMHUB_MAX_UPLOAD_BYTES"
+        return self.max_bytes, "VLMHUB_MAX_REQUEST_BYTES"
 
-    def _detail(self, size: str, limit: int | None = None) -> str:
-        limit = self.max_bytes if limit is None else limit
-        if limit != self.max_bytes:
-            return (f"the upload is {size} bytes; this server takes model packages of at most {limit:,} bytes "
-                    "(VLMHUB_MAX_PACKAGE_BYTES).")
-        return (f"the request body is {size} bytes; this server takes at most {limit:,} "
-                "(VLMHUB_MAX_REQUEST_BYTES). Send fewer or smaller images, or split the request.")
+    @staticmethod
+    def _detail(size: str, limit: int, var: str) -> str:
+        return (f"the request body is {size} bytes; this server takes at most {limit:,} ({var}). "
+                "Send fewer or smaller images, or split the request.")
 
-    async def _refuse(self, send, size: str, limit: int | None = None) -> None:
-        body = problem_bytes(problem(413, "body-too-large", self._detail(size, limit)))
+    async def _refuse(self, send, size: str, limit: int, var: str) -> None:
+        body = problem_bytes(problem(413, "body-too-large", self._detail(size, limit, var)))
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
@@ -218,7 +224,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self._limit(scope.get("path", ""))
+        limit, var = self.limit_for(scope.get("path") or "")
         for name, value in scope.get("headers") or ():
             if name == b"content-length":
                 try:
@@ -226,7 +232,7 @@ class BodyLimitMiddleware:
                 except ValueError:
                     declared = -1
                 if declared > limit:
-                    await self._refuse(send, f"{declared:,}", limit)
+                    await self._refuse(send, f"{declared:,}", limit, var)
                     return
         from starlette.exceptions import HTTPException
 
@@ -239,7 +245,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # FastAPI re-raises an HTTPException met while reading the body
-                    raise HTTPException(413, self._detail(f"more than {limit:,}", limit))
+                    raise HTTPException(413, self._detail(f"more than {limit:,}", limit, var))
             return message
 
         async def tracked_send(message):
@@ -253,4 +259,4 @@ class BodyLimitMiddleware:
         except HTTPException as exc:  # raised where no exception handler sees it (e.g. by another middleware)
             if exc.status_code != 413 or started:
                 raise
-            await self._refuse(send, f"more than {limit:,}", limit)
+            await self._refuse(send, f"more than {limit:,}", limit, var)

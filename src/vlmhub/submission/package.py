@@ -59,7 +59,7 @@ _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 
 @dataclass(frozen=True)
 class PackageLimits:
-    """Bounds on an uploaded package (settings: ``Settings.max_package_bytes`` / ``max_package_files``)."""
+    """Bounds on an uploaded package (the service passes ``Settings.max_upload_bytes``)."""
 
     max_bytes: int = 2 * 1024**3
     max_files: int = 64
@@ -226,7 +226,7 @@ def _extract(archive: Path, into: Path, limits: PackageLimits) -> tuple[list[str
                 n += len(chunk)
                 if n > per_member or total + n > limits.max_bytes:
                     raise PackageError(f"the package unpacks to more than {limits.max_bytes} bytes (at {rel}); "
-                                       "the hub's limit is Settings.max_package_bytes (VLMHUB_MAX_PACKAGE_BYTES).")
+                                       "the hub's limit is Settings.max_upload_bytes (VLMHUB_MAX_UPLOAD_BYTES).")
                 out.write(chunk)
         total += n
         files.append(rel.as_posix())
