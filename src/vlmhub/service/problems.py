@@ -101,7 +101,7 @@ def status_for(exc: VlmhubError) -> int:
             return _STATUS_BY_NAME[cls.__name__]
     if isinstance(exc, (UnknownModelError, UnknownAssetError)):
         return 404
-    if isinstance(exc, (LabelError, ConflictError)):
+    if isinstance(exc, LabelError):
         return 409
     if isinstance(exc, MissingExtraError):
         return 501
