@@ -151,7 +151,7 @@ def test_generic_minimal_csv(tmp_path):
 @pytest.mark.parametrize(
     "text,match",
     [
-        ("model,dataset\nA,x\n", "lacks the column"),
+        ("model,dataset\nA,x\n", "generic lacks accuracy"),
         ("model,dataset,accuracy\nA,x,55\n", "outside"),
         ("model,dataset,accuracy\nA,x,abc\n", "not a number"),
         ("model,dataset,accuracy\nA,x,0.5\nA,x,0.6\n", "duplicate"),
