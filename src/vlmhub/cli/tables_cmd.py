@@ -46,11 +46,12 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
     from ..errors import TableError
     from ..storage.atomic import atomic_write_bytes, atomic_write_text
     from ..tables import DEFAULT_SELECTOR, get_selector, list_selectors, load_table, run_benchmark
+    from ..tables.compare import compare_with_baselines, side_by_side_json, side_by_side_markdown
     from ..tables.report import csv_report, markdown_report, plot_png, summary_json
 
     names = _selector_names(args.selectors, list_selectors())
     quiet = bool(getattr(args, "json", False) or getattr(args, "quiet", False))
-    results = []
+    results, comparisons = [], []
     for spec in args.tables:
         table = load_table(spec, data_dir=_data_dir(args))
         if not quiet:
@@ -60,15 +61,17 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
         if not res:
             raise TableError(f"none of the selectors {', '.join(names)} can run on table {table.name!r}")
         results.extend(res)
-    md = markdown_report(results, DEFAULT_SELECTOR)
+        comparisons.append(compare_with_baselines(table, res, embedder=args.embedder))
+    md = markdown_report(results, DEFAULT_SELECTOR) + "\n" + side_by_side_markdown(comparisons)
+    summary = {**summary_json(results, DEFAULT_SELECTOR), "side_by_side": side_by_side_json(comparisons)}
     if args.out:
         out = Path(args.out)
         atomic_write_text(out / "tables_benchmark.md", md)
         atomic_write_text(out / "tables_benchmark.csv", csv_report(results))
-        atomic_write_text(out / "tables_summary.json", json.dumps(summary_json(results, DEFAULT_SELECTOR), indent=1) + "\n")
+        atomic_write_text(out / "tables_summary.json", json.dumps(summary, indent=1) + "\n")
         atomic_write_bytes(out / "tables_benchmark.png", plot_png(results))
     if args.json:
-        json.dump(summary_json(results, DEFAULT_SELECTOR), sys.stdout, indent=1)
+        json.dump(summary, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(md)
@@ -111,13 +114,15 @@ def register(subparsers) -> None:
     sp.add_argument("--selectors", help="comma-separated selector names (default: all)")
     sp.add_argument("--out", help="folder for Markdown, CSV, JSON summary and PNG plot")
     sp.add_argument("--embedder", default="minilm", help="text embedder: minilm (default), hashing256, or a path")
-    sp.add_argument("--json", action="store_true", help="print {default, selectors: {name: {regret, tau, tau_w, top5}}}")
+    sp.add_argument(
+        "--json", action="store_true", help="print {default, selectors: {name: {regret, tau, tau_w, top5}}, side_by_side: [...]}"
+    )
     sp.set_defaults(func=cmd_benchmark_tables)
 
     sp = subparsers.add_parser("rank-models", help="rank a table's models for a new task described by a task JSON")
     sp.add_argument("table", metavar="TABLE", help="openclip, lovm, or a generic-format CSV path")
     sp.add_argument("--task", required=True, help='task JSON {"name","domain","task","classes":[...]}')
-    sp.add_argument("--selector", help="selector name (default: vlmhub)")
+    sp.add_argument("--selector", help="selector name (default: safe-default)")
     sp.add_argument("--top", type=int, help="print only the best N models")
     sp.add_argument("--embedder", default="minilm", help="text embedder: minilm (default), hashing256, or a path")
     sp.add_argument("--json", action="store_true", help='print {"models": [{"id", "score"}, ...]} best first')
