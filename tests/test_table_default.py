@@ -70,7 +70,7 @@ def test_bonferroni_threshold():
     from vlmhub.tables.selectors.safe import thresholds
 
     assert thresholds(0.01, 1) == pytest.approx(2.326, abs=1e-3)
-    assert thresholds(0.01, 9) == pytest.approx(3.059, abs=1e-3) and thresholds(0.01, 9) > thresholds(0.01, 1)
+    assert thresholds(0.001, 9) == pytest.approx(3.69, abs=1e-2) and thresholds(0.001, 9) > thresholds(0.001, 1)
 
 
 def test_falls_back_with_too_little_history():
