@@ -151,7 +151,7 @@ def test_generic_minimal_csv(tmp_path):
 @pytest.mark.parametrize(
     "text,match",
     [
-        ("model,dataset\nA,x\n", "lacks the column"),
+        ("model,dataset\nA,x\n", "generic lacks accuracy"),
         ("model,dataset,accuracy\nA,x,55\n", "outside"),
         ("model,dataset,accuracy\nA,x,abc\n", "not a number"),
         ("model,dataset,accuracy\nA,x,0.5\nA,x,0.6\n", "duplicate"),
@@ -264,13 +264,30 @@ def test_cli_benchmark_json_and_files(tmp_path, capsys):
     rc, text = _run(["benchmark-tables", str(csv_path), "--selectors", "inb,best-mean,vlmhub", "--embedder", "hashing256", "--json", "--out", str(out)], capsys)
     assert rc == 0
     obj = json.loads(text)
-    assert obj["default"] == "vlmhub"
+    assert obj["default"] == "safe-default"
     assert set(obj["selectors"]) == {"inb", "best-mean", "vlmhub"}
+    (side,) = obj["side_by_side"]
+    assert side["table"] == "t3" and set(side["selectors"]) == {"inb", "best-mean", "safe-default"}
     for v in obj["selectors"].values():
         assert {"regret", "tau", "tau_w", "top5"} <= set(v)
     for f in ("tables_benchmark.md", "tables_benchmark.csv", "tables_benchmark.png", "tables_summary.json"):
         assert (out / f).is_file()
     assert (out / "tables_benchmark.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_compare_tables(tmp_path, capsys):
+    t = _tiny_table()
+    rng = np.random.default_rng(0)
+    extra = tuple(TaskDescription(f"task{k}", "natural photograph", "object recognition", ("a", "b")) for k in range(4))
+    acc = np.concatenate([t.acc, np.clip(t.acc[:, :1] + rng.normal(0, 0.05, (3, 4)), 0, 1)], axis=1)
+    csv_path, _ = save_generic_table(PerformanceTable("t6", t.models, t.datasets + extra, acc, reference="ImageNet 1k"), tmp_path / "t6.csv")
+    rc, text = _run(["compare-tables", str(csv_path), "--embedder", "hashing256", "--json"], capsys)
+    assert rc == 0
+    (row,) = json.loads(text)
+    assert row["table"] == "t6" and row["n_targets"] == 5 and row["default"] == "safe-default"
+    assert set(row["selectors"]) == {"inb", "best-mean", "safe-default"} and isinstance(row["safe"], bool)
+    rc, text = _run(["compare-tables", str(csv_path), "--embedder", "hashing256"], capsys)
+    assert rc == 0 and "| t6 | 5 |" in text and "INB regret / tau" in text
 
 
 def test_cli_rank_models_json(tmp_path, capsys):
@@ -304,7 +321,7 @@ def test_selector_registry():
     from vlmhub.tables import list_selectors
 
     names = list_selectors()
-    for n in ("inb", "best-mean", "modelgpt", "mll", "fennec", "guided-fm", "model-spider", "vlmhub"):
+    for n in ("inb", "best-mean", "modelgpt", "mll", "fennec", "guided-fm", "model-spider", "vlmhub", "safe-default"):
         assert n in names
     with pytest.raises(TableError, match="unknown selector"):
         get_selector("nope")

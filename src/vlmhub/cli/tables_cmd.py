@@ -4,6 +4,7 @@
 
     vlmhub benchmark-tables TABLE... [--selectors a,b] [--out DIR] [--json] [--embedder minilm]
     vlmhub rank-models TABLE --task TASK_JSON [--selector NAME] [--top N] [--json] [--embedder minilm]
+    vlmhub compare-tables TABLE... [--json] [--embedder minilm]
 
 TABLE is ``openclip``, ``lovm`` (the shared tables) or a CSV in the generic long format (docs/tables.md).
 Bad input raises :class:`~vlmhub.errors.TableError` / :class:`~vlmhub.errors.TaskError`; ``cli/main.py``
@@ -18,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["register", "cmd_benchmark_tables", "cmd_rank_models"]
+__all__ = ["register", "cmd_benchmark_tables", "cmd_rank_models", "cmd_compare_tables"]
 
 
 def _data_dir(args: argparse.Namespace, spec: str):
@@ -55,6 +56,25 @@ def cmd_benchmark_tables(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare_tables(args: argparse.Namespace) -> int:
+    """INB, best-mean and the default selector side by side under leave-one-dataset-out, one row per table."""
+    from ..tables import load_table
+    from ..tables.compare import compare_with_baselines, side_by_side_json, side_by_side_markdown
+
+    comparisons = []
+    for spec in args.tables:
+        table = load_table(spec, data_dir=_data_dir(args, spec))
+        if not args.json:
+            print(f"# {table.summary()}", file=sys.stderr)
+        comparisons.append(compare_with_baselines(table, embedder=args.embedder))
+    if args.json:
+        json.dump(side_by_side_json(comparisons), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(side_by_side_markdown(comparisons))
+    return 0
+
+
 def cmd_rank_models(args: argparse.Namespace) -> int:
     """Rank a table's models for a new task described only by a task JSON file (:func:`vlmhub.tables.rank_table_models`)."""
     from ..errors import TableError
@@ -76,19 +96,31 @@ def cmd_rank_models(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``benchmark-tables`` and ``rank-models`` to an argparse sub-parser collection."""
+    """Add ``benchmark-tables``, ``compare-tables`` and ``rank-models`` to an argparse sub-parser collection."""
     sp = subparsers.add_parser("benchmark-tables", help="leave-one-dataset-out benchmark of selectors on result tables")
     sp.add_argument("tables", nargs="+", metavar="TABLE", help="openclip, lovm, or a generic-format CSV path")
     sp.add_argument("--selectors", help="comma-separated selector names (default: all)")
     sp.add_argument("--out", help="folder for Markdown, CSV, JSON summary and PNG plot")
     sp.add_argument("--embedder", default="minilm", help="text embedder: minilm (default), hashing256, or a path")
-    sp.add_argument("--json", action="store_true", help="print {default, selectors: {name: {regret, tau, tau_w, top5}}}")
+    sp.add_argument(
+        "--json", action="store_true", help="print {default, selectors: {name: {regret, tau, tau_w, top5}}, side_by_side: [...]}"
+    )
     sp.set_defaults(func=cmd_benchmark_tables)
+
+    sp = subparsers.add_parser(
+        "compare-tables", help="INB, best-mean and the default selector side by side (leave-one-dataset-out) per table"
+    )
+    sp.add_argument("tables", nargs="+", metavar="TABLE", help="openclip, lovm, or a table CSV in a published shape")
+    sp.add_argument("--embedder", default="minilm", help="text embedder: minilm (default), hashing256, or a path")
+    sp.add_argument(
+        "--json", action="store_true", help="print [{table, n_targets, default, safe, choice, fold_choices, selectors}]"
+    )
+    sp.set_defaults(func=cmd_compare_tables)
 
     sp = subparsers.add_parser("rank-models", help="rank a table's models for a new task described by a task JSON")
     sp.add_argument("table", metavar="TABLE", help="openclip, lovm, or a generic-format CSV path")
     sp.add_argument("--task", required=True, help='task JSON {"name","domain","task","classes":[...]}')
-    sp.add_argument("--selector", help="selector name (default: vlmhub)")
+    sp.add_argument("--selector", help="selector name (default: safe-default)")
     sp.add_argument("--top", type=int, help="print only the best N models")
     sp.add_argument("--embedder", default="minilm", help="text embedder: minilm (default), hashing256, or a path")
     sp.add_argument("--json", action="store_true", help='print {"models": [{"id", "score"}, ...]} best first')

@@ -40,18 +40,26 @@ class TablesBenchmark:
 
     results: tuple[SelectorResult, ...]
     default: str = DEFAULT_SELECTOR
+    #: per table, INB / best-mean / the default side by side (:func:`vlmhub.tables.compare.compare_with_baselines`)
+    comparisons: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"default", "selectors": {name: {regret, tau, tau_w, top5, pearson, fit_s, score_s}}}`` (several
-        tables: keys ``"<table>/<selector>"`` and a ``"tables"`` listing); what ``--json`` prints."""
+        """``{"default", "selectors": {name: {regret, tau, tau_w, top5, pearson, fit_s, score_s}}, "side_by_side"}``
+        (several tables: keys ``"<table>/<selector>"`` and a ``"tables"`` listing); what ``--json`` prints."""
+        from .compare import side_by_side_json
         from .report import summary_json
 
-        return summary_json(self.results, self.default)
+        out = summary_json(self.results, self.default)
+        if self.comparisons:
+            out["side_by_side"] = side_by_side_json(self.comparisons)
+        return out
 
     def markdown(self) -> str:
+        from .compare import side_by_side_markdown
         from .report import markdown_report
 
-        return markdown_report(self.results, self.default)
+        md = markdown_report(self.results, self.default)
+        return md + ("\n" + side_by_side_markdown(self.comparisons) if self.comparisons else "")
 
     def csv(self) -> str:
         from .report import csv_report
@@ -85,7 +93,10 @@ def benchmark_tables(tables: Sequence[str | Path | PerformanceTable], selectors:
     names = check_selector_names(selectors) if selectors else list_selectors()
     if not tables:
         raise TableError("no table given; pass openclip, lovm or the path of a generic-format CSV")
+    from .compare import compare_with_baselines
+
     results: list[SelectorResult] = []
+    comparisons = []
     for spec in tables:
         table = spec if isinstance(spec, PerformanceTable) else load_table(spec, data_dir=data_dir)
         if progress is not None:
@@ -94,7 +105,8 @@ def benchmark_tables(tables: Sequence[str | Path | PerformanceTable], selectors:
         if not res:
             raise TableError(f"none of the selectors {', '.join(names)} can run on table {table.name!r}")
         results.extend(res)
-    return TablesBenchmark(tuple(results), DEFAULT_SELECTOR)
+        comparisons.append(compare_with_baselines(table, res, embedder=embedder))
+    return TablesBenchmark(tuple(results), DEFAULT_SELECTOR, tuple(comparisons))
 
 
 @dataclass(frozen=True)

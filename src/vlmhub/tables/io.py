@@ -1,6 +1,6 @@
 """Reading and writing performance tables (the only module of :mod:`vlmhub.tables` that touches files).
 
-Three sources:
+Sources:
 
 * the open_clip results table (wide: one row per model, one column per dataset, plus ``params (M)`` and
   ``FLOPs (B)``) -> :func:`load_openclip_table`;
@@ -13,8 +13,10 @@ Three sources:
   ``feature:<name>``; plus a descriptions JSON ``{dataset: {"domain", "task", "classes": [...]}}``
   (default: the CSV's path with ``.json`` instead of ``.csv``).
 
-:func:`load_table` maps the short names ``openclip`` and ``lovm`` to the shared tables, anything else to a
-generic CSV path.
+:func:`load_table` maps the short names ``openclip`` and ``lovm`` to the shared tables; a path is read in
+any published shape, detected from its header (:func:`vlmhub.tables.shapes.detect_table_shape`): open_clip's
+wide CSV, LOVM's long evaluation table, CLIP_benchmark's results CSV (:func:`load_long_table`) or the
+generic format.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import io
 import json
 import math
 import re
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Mapping
@@ -32,10 +35,18 @@ import numpy as np
 
 from ..errors import TableError, TaskError
 from ..storage.atomic import read_json
+from .shapes import (
+    OPENCLIP_RETRIEVAL_COLUMNS,
+    OPENCLIP_SKIP_COLUMNS,
+    TableShape,
+    detect_table_shape,
+    long_format_cells,
+)
 from .records import (
     ModelInfo,
     PerformanceTable,
     TaskDescription,
+    canonical_dataset_key,
     detect_reference,
     parse_model_name,
     pretraining_source,
@@ -50,6 +61,8 @@ __all__ = [
     "load_openclip_table",
     "load_lovm_table",
     "load_generic_table",
+    "load_long_table",
+    "read_table_header",
     "save_generic_table",
     "generic_csv_text",
     "descriptions_json_text",
@@ -84,7 +97,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise TableError(f"table file {path} does not exist; check the path (or set VLMHUB_DATA for the shared tables)")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             return list(csv.DictReader(fh))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise TableError(f"cannot read {path} as a UTF-8 CSV ({exc}); save it as comma-separated UTF-8 text") from None
@@ -131,7 +144,7 @@ def load_openclip_table(path: str | Path | None = None, *, data_dir: str | Path 
     rows = _read_csv(path)
     if not rows or "name" not in rows[0] or "pretrained" not in rows[0]:
         raise TableError(f"{path} is not an open_clip results table (needs columns name, pretrained, <datasets>...)")
-    skip = {"name", "pretrained", "params (M)", "FLOPs (B)"}
+    skip = {*OPENCLIP_SKIP_COLUMNS, *OPENCLIP_RETRIEVAL_COLUMNS}
     columns = [c for c in rows[0] if c not in skip and not c.lower().startswith("average")]
     desc = table_dataset_descriptions()["openclip"]
     if root is None:
@@ -241,18 +254,7 @@ def load_generic_table(
             f"{path} lacks the column(s) {', '.join(missing)}; the generic format needs a header with "
             "model,dataset,accuracy (plus optional params_m,gflops,family,pretraining_data,feature:<name>)"
         )
-    if descriptions is None:
-        dpath = _descriptions_path(path)
-        desc: Mapping = read_json(dpath, "descriptions file", TableError) if dpath.is_file() else {}
-    elif isinstance(descriptions, Mapping):
-        desc = descriptions
-    else:
-        dpath = Path(descriptions)
-        if not dpath.is_file():
-            raise TableError(f"descriptions file {dpath} does not exist; pass a JSON {{dataset: {{domain, task, classes}}}}")
-        desc = read_json(dpath, "descriptions file", TableError)
-    if not isinstance(desc, Mapping):
-        raise TableError("the descriptions JSON must be an object mapping dataset names to {domain, task, classes}")
+    desc = _read_descriptions(path, descriptions)
     feat_cols = [c for c in rows[0] if c.startswith("feature:")]
     model_order: list[str] = []
     ds_order: list[str] = []
@@ -262,6 +264,9 @@ def load_generic_table(
         m, d = (r.get("model") or "").strip(), (r.get("dataset") or "").strip()
         if not m or not d:
             raise TableError(f"{path}:{lineno}: empty model or dataset name; fill both columns")
+        tag = (r.get("pretrained") or "").strip()
+        if tag and "/" not in m:  # model identity is model + pretrained where both exist
+            m = f"{m}/{tag}"
         a = _float(r.get("accuracy"))
         if math.isnan(a):
             raise TableError(f"{path}:{lineno}: accuracy {r.get('accuracy')!r} is not a number; leave the row out if unknown")
@@ -322,6 +327,112 @@ def load_generic_table(
     )
 
 
+# -- published long formats: LOVM's eval table, CLIP_benchmark's results ------------------------------
+def _optional_data_dir() -> Path | None:
+    try:
+        return _data_dir(None)
+    except Exception:  # noqa: BLE001 - class names are optional
+        return None
+
+
+def _known_descriptions(root: Path | None) -> dict[str, TaskDescription]:
+    """Known dataset descriptions by canonical key: LOVM's (domain and task files, class names) where the
+    data folder is available, then the package's descriptions of the open_clip columns (by column name
+    and benchmark id)."""
+    out: dict[str, TaskDescription] = {}
+    if root is not None and (root / "tables" / "lovm_dataset_domains.json").is_file():
+        # LOVM's own descriptions of its dataset ids (the same as load_lovm_table uses)
+        domains = _lenient_json((root / "tables" / "lovm_dataset_domains.json").read_text(encoding="utf-8"))
+        tasks_path = root / "tables" / "lovm_dataset_tasks.json"
+        tasks = _lenient_json(tasks_path.read_text(encoding="utf-8")) if tasks_path.is_file() else {}
+        for d, dom in domains.items():
+            classes = read_class_names(root / "lovm_classnames" / f"{d}.txt")
+            out[canonical_dataset_key(d)] = TaskDescription(d, dom, tasks.get(d, "image classification"), classes)
+    for col, info in table_dataset_descriptions()["openclip"].items():
+        classes: tuple[str, ...] = tuple(info.get("classes", ()))
+        if not classes and root is not None and info.get("classes_file"):
+            classes = read_class_names(root / info["classes_file"])
+        td = TaskDescription(name=col, domain=info.get("domain", ""), task=info.get("task", "image classification"), classes=classes)
+        for k in (col, info.get("key", "")):
+            if k:
+                out.setdefault(canonical_dataset_key(k), td)
+    return out
+
+
+def _describe(names: list[str], desc: Mapping, source: Path) -> list[TaskDescription]:
+    """Descriptions of ``names``: from ``desc`` (the JSON beside the CSV) where given, else the package's
+    descriptions of the open_clip / LOVM / CLIP_benchmark dataset with the same id, else the name alone."""
+    known: dict[str, TaskDescription] | None = None
+    out = []
+    for d in names:
+        if d in desc:
+            try:
+                out.append(task_from_dict({"name": d, **dict(desc[d])}, source=f"description of dataset {d!r} in {source}"))
+            except (TypeError, ValueError):
+                raise TableError(f"description of dataset {d!r} must be an object with domain, task, classes") from None
+            except TaskError as exc:
+                raise TableError(str(exc)) from None
+            continue
+        if known is None:
+            known = _known_descriptions(_optional_data_dir())
+        base = d.split(" (")[0].rstrip("/").split("/")[-1]  # "wds/vtab/cifar100" -> "cifar100"
+        hit = known.get(canonical_dataset_key(base))
+        out.append(TaskDescription(d, hit.domain, hit.task, hit.classes, key=canonical_dataset_key(base)) if hit else TaskDescription(d))
+    return out
+
+
+def _read_descriptions(path: Path, descriptions: str | Path | Mapping | None) -> Mapping:
+    if descriptions is None:
+        dpath = _descriptions_path(path)
+        desc: Mapping = read_json(dpath, "descriptions file", TableError) if dpath.is_file() else {}
+    elif isinstance(descriptions, Mapping):
+        desc = descriptions
+    else:
+        dpath = Path(descriptions)
+        if not dpath.is_file():
+            raise TableError(f"descriptions file {dpath} does not exist; pass a JSON {{dataset: {{domain, task, classes}}}}")
+        desc = read_json(dpath, "descriptions file", TableError)
+    if not isinstance(desc, Mapping):
+        raise TableError("the descriptions JSON must be an object mapping dataset names to {domain, task, classes}")
+    return desc
+
+
+def load_long_table(
+    path: str | Path,
+    descriptions: str | Path | Mapping | None = None,
+    *,
+    name: str | None = None,
+    shape: TableShape | None = None,
+) -> PerformanceTable:
+    """A LOVM-style long evaluation table or a CLIP_benchmark results CSV (one row per model and dataset,
+    ``acc1`` read; see :mod:`vlmhub.tables.shapes`). Model ids are ``<model>/<pretrained>``. Dataset
+    descriptions come from a JSON beside the CSV (as in the generic format) or, for the benchmark datasets
+    vlmhub knows (``cars``, ``vtab/cifar100``, ``imagenet1k``, ...), from the package's descriptions."""
+    path = Path(path)
+    rows = _read_csv(path)
+    if shape is None:
+        shape = detect_table_shape(list(rows[0].keys()) if rows else read_table_header(path))
+    cells = long_format_cells(rows, shape, str(path))
+    model_keys: dict[str, tuple[str, str]] = {}
+    ds_names: list[str] = []
+    for c in cells:
+        model_keys.setdefault(c.model_id, (c.arch, c.pretrained))
+        if c.dataset not in ds_names:
+            ds_names.append(c.dataset)
+    mi = {m: i for i, m in enumerate(model_keys)}
+    di = {d: j for j, d in enumerate(ds_names)}
+    acc = np.full((len(mi), len(di)), np.nan)
+    for c in cells:
+        acc[mi[c.model_id], di[c.dataset]] = c.acc
+    models = tuple(
+        ModelInfo.from_open_clip(a, p) if p else replace(ModelInfo.from_open_clip(a, ""), id=a) for a, p in model_keys.values()
+    )
+    datasets = _describe(ds_names, _read_descriptions(path, descriptions), path)
+    return PerformanceTable(
+        name=name or path.stem, models=models, datasets=tuple(datasets), acc=acc, reference=detect_reference(datasets)
+    )
+
+
 def generic_csv_text(table: PerformanceTable) -> str:
     """The table in the generic long CSV format (pure; see :func:`save_generic_table`)."""
     buf = io.StringIO()
@@ -368,8 +479,21 @@ def save_generic_table(table: PerformanceTable, path: str | Path) -> tuple[Path,
 
 
 # -- entry points ------------------------------------------------------------------------------------
+def read_table_header(path: str | Path) -> list[str]:
+    """The column names of a CSV file (its first row)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TableError(f"table file {p} does not exist; check the path")
+    try:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), [])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TableError(f"cannot read {p} as a UTF-8 CSV ({exc}); save it as comma-separated UTF-8 text") from None
+
+
 def load_table(spec: str | Path, *, data_dir: str | Path | None = None, descriptions: str | Path | None = None) -> PerformanceTable:
-    """``"openclip"``, ``"lovm"`` (shared tables) or a path to a generic-format CSV."""
+    """``"openclip"``, ``"lovm"`` (shared tables) or a path to a CSV in any published shape (detected from
+    its header: open_clip wide, LOVM long, CLIP_benchmark, generic; see :mod:`vlmhub.tables.shapes`)."""
     s = str(spec)
     if s.lower() in ("openclip", "open_clip", "open-clip"):
         return load_openclip_table(data_dir=data_dir)
@@ -379,12 +503,16 @@ def load_table(spec: str | Path, *, data_dir: str | Path | None = None, descript
     if not p.exists():
         raise TableError(f"table {s!r} is neither 'openclip', 'lovm' nor an existing CSV file; check the name or path")
     if p.is_dir() or p.suffix.lower() != ".csv":
-        raise TableError(f"table {s!r} must be a .csv file in the generic format (model,dataset,accuracy)")
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        header = fh.readline()
-    if header.startswith("name,pretrained"):
-        return load_openclip_table(p)
-    return load_generic_table(p, descriptions)
+        raise TableError(
+            f"table {s!r} must be a .csv file (open_clip wide results, LOVM's eval table, CLIP_benchmark's "
+            "results or the generic model,dataset,accuracy format)"
+        )
+    shape = detect_table_shape(read_table_header(p))
+    if shape is TableShape.OPENCLIP_WIDE:
+        return load_openclip_table(p).with_name(p.stem)
+    if shape is TableShape.GENERIC:
+        return load_generic_table(p, descriptions)
+    return load_long_table(p, descriptions, shape=shape)
 
 
 def load_task_json(path: str | Path) -> TaskDescription:

@@ -33,6 +33,8 @@ class TargetResult:
     selected: str
     best: str
     metrics: TargetMetrics
+    #: what a selector that chooses among candidates used on this target (``safe-default``), else ""
+    choice: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,19 @@ class SelectorResult:
 
     def summary(self) -> dict[str, float]:
         return {m: self.mean(m) for m in SUMMARY_METRICS}
+
+    def utility(self) -> float:
+        """The protocol's single figure of merit: ``mean tau - mean regret / 100`` (one point of regret
+        costs as much as 0.01 of Kendall tau); "never worse than INB and best-mean" is read on it."""
+        return self.mean("tau") - self.mean("regret") / 100.0
+
+    def choices(self) -> dict[str, int]:
+        """How often each :attr:`TargetResult.choice` occurred over the targets (empty for plain selectors)."""
+        out: dict[str, int] = {}
+        for t in self.targets:
+            if t.choice:
+                out[t.choice] = out.get(t.choice, 0) + 1
+        return out
 
 
 def target_indices(table: PerformanceTable, exclude_reference: bool = True) -> list[int]:
@@ -93,7 +108,8 @@ def leave_one_dataset_out(
         m = target_metrics(scores, table.acc[:, j])
         key = np.where(np.isfinite(table.acc[:, j]), np.where(np.isfinite(scores), scores, -np.inf), -np.inf)
         sel_i = int(np.argmax(key)) if np.isfinite(key).any() else int(np.nanargmax(table.acc[:, j]))
-        results.append(TargetResult(table.datasets[j].name, ids[sel_i], ids[int(np.nanargmax(table.acc[:, j]))], m))
+        best_i = int(np.nanargmax(table.acc[:, j]))
+        results.append(TargetResult(table.datasets[j].name, ids[sel_i], ids[best_i], m, str(getattr(sel, "choice_", ""))))
         if progress is not None:
             progress(f"{proto.name} {table.datasets[j].name}: regret {m.regret:.2f} tau {m.tau:.3f}")
     return SelectorResult(proto.name, table.name, tuple(results), float(np.mean(fit_t)), float(np.mean(score_t)))

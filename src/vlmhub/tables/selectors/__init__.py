@@ -12,6 +12,8 @@ name                method
 ``model-spider``    Model Spider: model tokens + 1-layer transformer, listwise ranking loss
 ``vlmhub``          vlmhub's selector (see :mod:`vlmhub.tables.selectors.vlmhub_selector`)
 ``vlmhub-overlap``  ``vlmhub`` + class-name overlap, domain and task-type cosines in the kernel
+``safe-default``    the default: top-1 and order chosen among inb, best-mean, vlmhub, mll (+ rank
+                    averages) by leave-one-out on the history only (:mod:`.safe`)
 =================== ==============================================================================
 """
 
@@ -33,5 +35,5 @@ __all__ = [
     "DEFAULT_SELECTOR",
 ]
 
-DEFAULT_SELECTOR = "vlmhub"
+DEFAULT_SELECTOR = "safe-default"
 

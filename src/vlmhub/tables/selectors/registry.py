@@ -17,13 +17,13 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ...errors import TableError
-from . import baselines, ensemble, fennec, learned, mll, vlmhub_selector
+from . import baselines, ensemble, fennec, learned, mll, safe, vlmhub_selector
 from .base import TableSelector, is_registered
 
 __all__ = ["selector_info", "list_selectors", "get_selector", "selector_params"]
 
 #: the modules whose @register_selector classes are the built-in selectors, in listing order
-_MODULES = (baselines, fennec, learned, mll, vlmhub_selector, ensemble)
+_MODULES = (baselines, fennec, learned, mll, vlmhub_selector, ensemble, safe)
 
 
 @functools.lru_cache(maxsize=1)

@@ -125,6 +125,9 @@ class VlmhubSelector(TableSelector):
         ref = history.reference_index()
         self.anchor_ = self.Z_[:, ref] if ref is not None else self.Z_.mean(1)
         self.coef_, self.rel_ = agreement_kernel(self.Z_, *self.S_)
+        self.inner_pseudo_: list[int] = []
+        self.inner_quality_: dict[tuple[float, float], list[tuple[float, float]]] = {}
+        self.inner_predictions_: dict[tuple[float, float], list[np.ndarray]] = {}
         if self.lam is not None and self.temperature is not None:
             self.lam_, self.temperature_ = float(self.lam), float(self.temperature)
             self.inner_scores_ = {}
@@ -138,6 +141,7 @@ class VlmhubSelector(TableSelector):
             return
         acc = history.acc
         results: dict[tuple[float, float], list[tuple[float, float]]] = {k: [] for k in itertools.product(lams, temps)}
+        preds: dict[tuple[float, float], list[np.ndarray]] = {k: [] for k in results}
         for i in pseudo:
             keep = [k for k in range(h) if k != i]
             Zi = zscore_columns(acc[:, keep])
@@ -152,10 +156,31 @@ class VlmhubSelector(TableSelector):
                 for lam in lams:
                     s = (1 - lam) * anchor + lam * local
                     results[(lam, T)].append(_quality(s[ok], y[ok]))
+                    preds[(lam, T)].append(s)
         crit = {k: np.mean([tw for tw, _ in v]) - 0.01 * np.mean([r for _, r in v]) for k, v in results.items()}
         best = max(crit, key=lambda k: (crit[k], -k[0]))
         self.lam_, self.temperature_ = best
         self.inner_scores_ = crit
+        self.inner_pseudo_, self.inner_quality_, self.inner_predictions_ = pseudo, results, preds
+
+    def history_loo_scores(self, history: PerformanceTable) -> dict[int, np.ndarray]:
+        """Leave-one-out scores of each history column (``{column: scores}``) from one ``fit``, reusing the
+        predictions of the inner loop; ``lam``/``T`` for column i are chosen on the *other* pseudo-targets,
+        so column i's accuracies never inform its own score. Used by the ``default`` selector."""
+        self.fit(history)
+        if not self.inner_predictions_:
+            return {}
+        pseudo = self.inner_pseudo_
+        out = {}
+        for n, i in enumerate(pseudo):
+            rest = [k for k in range(len(pseudo)) if k != n]
+            crit = {
+                key: np.mean([v[k][0] for k in rest]) - 0.01 * np.mean([v[k][1] for k in rest])
+                for key, v in self.inner_quality_.items()
+            }
+            best = max(crit, key=lambda k: (crit[k], -k[0]))
+            out[i] = self.inner_predictions_[best][n]
+        return out
 
     # -- scoring -------------------------------------------------------------------------------------
     def neighbour_weights(self, task: TaskDescription) -> np.ndarray:
