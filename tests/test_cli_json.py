@@ -170,16 +170,18 @@ def test_benchmark_tables_json(settings, tmp_path, capsys):
     metric = {k: "float" for k in ("regret", "tau", "tau_w", "top5", "pearson", "fit_s", "score_s")}
     one = _json(["--home", str(settings.home), "benchmark-tables", str(a), "--selectors", _SELECTORS,
                  "--embedder", "hashing256", "--json"], capsys)
+    assert len(one.pop("side_by_side")) == 1  # INB / best-mean / the default per table (added with safe-default)
     assert _shape(one) == {"default": "str", "selectors": {n: metric for n in _SELECTORS.split(",")}}
     two = _json(["--home", str(settings.home), "benchmark-tables", str(a), str(b), "--selectors", "inb,best-mean",
                  "--embedder", "hashing256", "--json"], capsys)
+    assert [t["table"] for t in two.pop("side_by_side")] == ["ta", "tb"]
     assert _shape(two) == {"default": "str", "selectors": {k: metric for k in ("ta/inb", "ta/best-mean", "tb/inb", "tb/best-mean")},
                            "tables": {"ta": ["str"], "tb": ["str"]}}
     out = tmp_path / "report"
     assert main(["--home", str(settings.home), "benchmark-tables", str(a), "--selectors", _SELECTORS,
                  "--embedder", "hashing256", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert json.loads((out / "tables_summary.json").read_text()).keys() == one.keys()
+    assert json.loads((out / "tables_summary.json").read_text()).keys() == one.keys() | {"side_by_side"}
     _check_golden("benchmark-tables", {"one": one, "two": two, "csv": (out / "tables_benchmark.csv").read_text()})
 
 

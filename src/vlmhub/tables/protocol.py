@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import TableError
 from .metrics import METRIC_NAMES, TargetMetrics, target_metrics
 from .records import PerformanceTable
+from .records import target_indices  # noqa: F401  (re-exported: part of the protocol's API)
 from .selectors import TableSelector, get_selector
 
 __all__ = ["TargetResult", "SelectorResult", "target_indices", "leave_one_dataset_out", "run_benchmark", "SUMMARY_METRICS"]
@@ -69,13 +70,6 @@ class SelectorResult:
             if t.choice:
                 out[t.choice] = out.get(t.choice, 0) + 1
         return out
-
-
-def target_indices(table: PerformanceTable, exclude_reference: bool = True) -> list[int]:
-    """Columns that serve as targets: all but the reference, with at least two evaluated models."""
-    ref = table.reference_index() if exclude_reference else None
-    out = [j for j in range(table.n_datasets) if j != ref and np.isfinite(table.acc[:, j]).sum() >= 2]
-    return out
 
 
 def leave_one_dataset_out(

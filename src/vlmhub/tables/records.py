@@ -354,3 +354,9 @@ def detect_reference(datasets: Sequence[TaskDescription]) -> str | None:
         if canonical_dataset_key(d.name) in _IMAGENET_KEYS or d.key in _IMAGENET_KEYS:
             return d.name
     return None
+
+
+def target_indices(table: "PerformanceTable", exclude_reference: bool = True) -> list[int]:
+    """Columns that serve as targets: all but the reference, with at least two evaluated models."""
+    ref = table.reference_index() if exclude_reference else None
+    return [j for j in range(table.n_datasets) if j != ref and np.isfinite(table.acc[:, j]).sum() >= 2]

@@ -21,6 +21,8 @@ the accepted shapes and the columns it found. :func:`long_format_cells` turns th
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -51,12 +53,12 @@ class TableShape(str, Enum):
 
 
 #: the header each shape needs, as shown in error messages
-SHAPE_HEADERS: Mapping[TableShape, str] = {
+SHAPE_HEADERS: Mapping[TableShape, str] = MappingProxyType({
     TableShape.OPENCLIP_WIDE: "open_clip wide results: name, pretrained, <one column per dataset>",
     TableShape.LOVM_LONG: "LOVM long evaluation table: dataset, model_fullname or model (+ pretrained), acc1",
     TableShape.CLIP_BENCHMARK: "CLIP_benchmark results: dataset, model, pretrained, task, acc1, <other tasks' metrics>",
     TableShape.GENERIC: "generic: model, dataset, accuracy",
-}
+})
 
 #: values of a ``task`` column whose rows are read (others: retrieval, linear probe, ... are skipped)
 CLASSIFICATION_TASKS = ("zeroshot_classification", "")
@@ -65,12 +67,12 @@ OPENCLIP_SKIP_COLUMNS = ("name", "pretrained", "params (M)", "FLOPs (B)")
 #: open_clip's retrieval columns (recall, not classification accuracy): not read as datasets
 OPENCLIP_RETRIEVAL_COLUMNS = ("Flickr", "MSCOCO", "WinoGAViL")
 _OTHER_TASK_MARKERS = ("retrieval", "recall@", "mean_average_precision")
-_REQUIRED: Mapping[TableShape, tuple[str, ...]] = {
+_REQUIRED: Mapping[TableShape, tuple[str, ...]] = MappingProxyType({
     TableShape.GENERIC: ("model", "dataset", "accuracy"),
     TableShape.LOVM_LONG: ("dataset", "model", "acc1"),
     TableShape.CLIP_BENCHMARK: ("dataset", "model", "pretrained", "task", "acc1"),
     TableShape.OPENCLIP_WIDE: ("name", "pretrained"),
-}
+})
 
 
 def _norm(columns: Sequence[str]) -> dict[str, str]:

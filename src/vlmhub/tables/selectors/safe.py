@@ -165,7 +165,7 @@ class SafeDefaultSelector(TableSelector):
         return out
 
     def _fit(self, history: PerformanceTable) -> None:
-        from ..protocol import target_indices
+        from ..records import target_indices
 
         members = self._members(history)
         pseudo = target_indices(history)
