@@ -290,6 +290,8 @@ def _publish_one(db: "HubDB", settings: Settings) -> StepResult | None:
 
     known = {m.id for m in read_models_file(models_file(settings))}
     for m in list_models(db, state="ready"):
+        if m.source.startswith("builtin:"):  # built-in models imported from the JSON home: already in the catalog
+            continue
         if m.id not in known and publish_model(db, settings, m.id):
             return StepResult("published", m.id)
     return None
