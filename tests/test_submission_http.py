@@ -19,13 +19,19 @@ CONFIG = WorkflowConfig(sandbox=SandboxLimits(seconds=300), zero_shot_check=Fals
 
 
 @pytest.fixture
-def client(toy_hub, db_url):
+def hub_settings(toy_hub, db_url):
+    """The toy hub's settings on this test's backend (SQLite in the home, or the throwaway PostgreSQL)."""
+    return toy_hub.settings.with_(database_url=db_url)
+
+
+@pytest.fixture
+def client(hub_settings):
     from fastapi.testclient import TestClient
 
     from vlmhub.hub import Hub
     from vlmhub.service import VlmhubService, create_app
 
-    hub = Hub(toy_hub.settings, tags=("test", "user"))  # the toy models plus whatever gets published
+    hub = Hub(hub_settings, tags=("test", "user"))  # the toy models plus whatever gets published
     app = create_app(VlmhubService(hub, embedder="hashing256"))
     with TestClient(app) as c:
         yield c
@@ -43,10 +49,10 @@ def _auth(tok):
     return {"Authorization": f"Bearer {tok}"}
 
 
-def test_submit_over_http_then_ready_then_selected(client, toy_hub, tiny_clip_dir):
+def test_submit_over_http_then_ready_then_selected(client, hub_settings, tiny_clip_dir):
     from vlmhub.hubdb import HubDB
 
-    s = toy_hub.settings
+    s = hub_settings
     alice, bob, rita = _token(s, "alice", "submitter"), _token(s, "bob", "submitter"), _token(s, "rita", "reader")
     pkg = pack_folder(tiny_clip_dir)
     files = {"package": ("tiny.zip", pkg, "application/zip")}
@@ -86,8 +92,8 @@ def test_submit_over_http_then_ready_then_selected(client, toy_hub, tiny_clip_di
     assert all("tiny-clip" in ids for ids in ranked)  # the running service sees the new model, no restart
 
 
-def test_hostile_uploads_are_refused_and_write_nothing(client, toy_hub):
-    s = toy_hub.settings
+def test_hostile_uploads_are_refused_and_write_nothing(client, hub_settings):
+    s = hub_settings
     alice = _token(s, "alice", "submitter")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -127,7 +133,7 @@ def _live_server(app):
     return server, t, f"http://127.0.0.1:{port}"
 
 
-def test_cli_submit_remote_and_local_then_worker(toy_hub, db_url, tiny_clip_dir, capsys, tmp_path):
+def test_cli_submit_remote_and_local_then_worker(hub_settings, tiny_clip_dir, capsys, tmp_path):
     import json as _json
     import shutil
 
@@ -135,7 +141,7 @@ def test_cli_submit_remote_and_local_then_worker(toy_hub, db_url, tiny_clip_dir,
     from vlmhub.hub import Hub
     from vlmhub.service import VlmhubService, create_app
 
-    s = toy_hub.settings
+    s = hub_settings  # the CLI reads the same backend from VLMHUB_DATABASE_URL (set by the db_url fixture)
     alice = _token(s, "alice", "submitter")
     assert main(["submit", str(tiny_clip_dir), "--id", "tiny-a"]) == 2  # no token: one-line error
     assert "token" in capsys.readouterr().err
