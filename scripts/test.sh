@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# with the shared mirror beside the checkout (as in CI), tests that need it must find it: fail, never skip
+if [ -d ../shared/data ]; then export VLMHUB_REQUIRE_SHARED_DATA="${VLMHUB_REQUIRE_SHARED_DATA:-1}"; fi
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 if [ "${VLMHUB_SKIP_OPENCLIP:-0}" != "1" ]; then
   bash scripts/setup_openclip_env.sh --test

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -30,14 +30,15 @@ __all__ = [
 ]
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (rename into place) and return the path."""
+def _atomic_stream(path: str | os.PathLike, write: Callable[[Any], Any], suffix: str = "") -> Path:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync it, rename it onto ``path``; on any
+    failure the temporary file is removed and ``path`` is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -46,6 +47,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (rename into place) and return the path."""
+    return _atomic_stream(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -72,20 +78,8 @@ def atomic_write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     array = np.asarray(array)
     if array.dtype == object:
         raise TypeError("array has dtype object; vlmhub never stores pickled data")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return _atomic_stream(path, lambda fh: np.lib.format.write_array(fh, np.ascontiguousarray(array), allow_pickle=False),
+                          suffix=".npy")
 
 
 def read_json(path: str | os.PathLike, what: str = "file", error: type[DataError] | type[Exception] = DataError,
