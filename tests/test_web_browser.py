@@ -60,13 +60,29 @@ def _css(drv, sel):
     return drv.find_elements(By.CSS_SELECTOR, sel)
 
 
+def _click_and_wait(drv, button, timeout=120):
+    """Click a submit button or a link and wait until the browser has left the page and loaded the answer.
+
+    A click returns before a POST (a file upload above all) has navigated; reading the page right after it can
+    read the old page. Waiting for the old <html> to go stale, then for the new one to finish loading, cannot.
+    """
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = drv.find_element(By.TAG_NAME, "html")
+    button.click()
+    WebDriverWait(drv, timeout).until(EC.staleness_of(old))
+    WebDriverWait(drv, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_catalog_lists_the_toy_models_and_searches(server, browser):
     browser.get(server["url"] + "/")
     assert browser.title.startswith("Models")
     assert [r.get_attribute("data-id") for r in _css(browser, "tr.model")] == ["toy-a", "toy-b", "toy-c"]
     box = _css(browser, "input#q")[0]
     box.send_keys("blue")
-    _css(browser, "form.filters button")[0].click()
+    _click_and_wait(browser, _css(browser, "form.filters button")[0])
     assert [r.get_attribute("data-id") for r in _css(browser, "tr.model")] == ["toy-a"]
     assert "q=blue" in browser.current_url
 
@@ -75,7 +91,7 @@ def test_model_page_chart_has_one_axis_per_category(server, browser):
     from vlmhub.evaluation.profile import hub_profiles
 
     browser.get(server["url"] + "/")
-    _css(browser, 'tr.model[data-id="toy-b"] a')[0].click()
+    _click_and_wait(browser, _css(browser, 'tr.model[data-id="toy-b"] a')[0])
     assert browser.current_url.endswith("/models/toy-b")
     charts = _css(browser, "svg.radar")
     assert len(charts) == 1 and charts[0].is_displayed()
@@ -91,7 +107,7 @@ def test_task_form_shows_per_class_choices(server, browser):
     k = _css(browser, "input#k")[0]
     k.clear()
     k.send_keys("2")
-    _css(browser, "form.task-form button")[0].click()
+    _click_and_wait(browser, _css(browser, "form.task-form button")[0])
     rows = _css(browser, "tr.class-row")
     assert [r.get_attribute("data-class") for r in rows] == ["red", "green", "blue"]
     for r in rows:
@@ -110,7 +126,7 @@ def test_upload_an_image_and_see_a_prediction(server, browser):
     browser.get(server["url"] + "/predict")
     _css(browser, "textarea#classes")[0].send_keys("red\ngreen\nblue")
     _css(browser, "input#images")[0].send_keys(str(img))
-    _css(browser, "form.task-form button")[0].click()
+    _click_and_wait(browser, _css(browser, "form.task-form button")[0])
     rows = _css(browser, "tr.prediction")
     assert len(rows) == 1 and rows[0].get_attribute("data-image") == "upload-blue.png"
     assert rows[0].find_elements("css selector", "td.pred")[0].text == "blue"
@@ -123,7 +139,7 @@ def test_a_bad_form_shows_the_error_and_the_fix(server, browser):
     k.clear()
     k.send_keys("7")
     _css(browser, "textarea#classes")[0].send_keys("red\nblue")
-    _css(browser, "form.task-form button")[0].click()
+    _click_and_wait(browser, _css(browser, "form.task-form button")[0])
     alert = _css(browser, '[role="alert"]')
     assert alert and "k must be from 1 to 3" in alert[0].text
     assert browser.title.startswith("Error 422")
