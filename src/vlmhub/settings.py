@@ -111,9 +111,23 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
+def _env_count(name: str, default: int) -> int:
+    """A whole number >= 0 from the environment (0 is meaningful: e.g. a limit turned off)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} is not a whole number >= 0. Set it to a number such as {default} (0 turns it off).")
+    return value
+
+
 #: Settings fields that must be whole numbers >= 1 (checked at construction)
 _POSITIVE_INT_FIELDS = ("max_image_pixels", "max_request_bytes", "max_upload_bytes", "max_task_classes", "max_text_chars",
-                        "max_class_captions", "max_request_images", "service_threads")
+                        "max_class_captions", "max_request_images", "service_threads", "rate_burst")
 
 
 @dataclass(frozen=True)
@@ -148,8 +162,15 @@ class Settings:
     max_request_images: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_IMAGES", 256))
     #: threads running the service's heavy work (caption encoding, selection, prediction) off the event loop
     service_threads: int = field(default_factory=lambda: _env_int("VLMHUB_SERVICE_THREADS", 2))
+    #: requests a minute per bearer token (per client address when anonymous); 0 turns the limit off
+    rate_limit: int = field(default_factory=lambda: _env_count("VLMHUB_RATE_LIMIT", 600))
+    #: requests a client may send at once before :attr:`rate_limit` paces it
+    rate_burst: int = field(default_factory=lambda: _env_int("VLMHUB_RATE_BURST", 120))
 
     def __post_init__(self) -> None:
+        if isinstance(self.rate_limit, bool) or not isinstance(self.rate_limit, int) or self.rate_limit < 0:
+            raise ConfigError(f"Settings.rate_limit must be a whole number >= 0 (got {self.rate_limit!r}); "
+                              "set VLMHUB_RATE_LIMIT (0 turns the limit off).")
         for name in _POSITIVE_INT_FIELDS:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

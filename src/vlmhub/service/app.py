@@ -16,7 +16,8 @@ POST   ``/v1/tables/{table}/rank``  ``{"task", "selector", "top"}`` -> ``{"model
 
 Every error is an RFC 9457 problem body (``application/problem+json``, :mod:`vlmhub.service.problems`):
 ``{"type", "title", "status", "detail"}`` with status 400 (malformed JSON), 404 (unknown route or model), 409
-(hub not labeled), 413 (body too large), 422 (schema, limits, task or image refused), 501 (missing extra)
+(hub not labeled), 413 (body too large), 422 (schema, limits, task or image refused), 429 (too many requests
+from one token or address: ``VLMHUB_RATE_LIMIT`` a minute, bursts of ``VLMHUB_RATE_BURST``), 501 (missing extra)
 or 500 (a bug: logged, answered without internals). Heavy work (selection, prediction, ranking) runs in a
 bounded thread pool (``Settings.service_threads``), so health and catalog answer while it runs.
 """
@@ -32,6 +33,7 @@ from typing import Any, Literal, Optional
 from ..errors import VlmhubError, missing_extra
 from .core import ServiceLimits, VlmhubService
 from .problems import BodyLimitMiddleware, install_problem_handlers, problem_responses, status_for
+from .ratelimit import RateLimitMiddleware
 
 __all__ = ["create_app", "serve", "status_for"]
 
@@ -143,6 +145,8 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
                                       "Errors are RFC 9457 problem bodies (application/problem+json).")
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=lim.max_body_bytes, upload_bytes=lim.max_upload_bytes)
+    # outermost: a client past its rate is refused before its body is read (service/ratelimit.py)
+    app.add_middleware(RateLimitMiddleware, per_minute=lim.rate_per_minute, burst=lim.rate_burst)
 
     # light routes: plain functions in Starlette's own thread pool, never queued behind heavy work
     @app.get("/v1/health")

@@ -65,11 +65,16 @@ class ServiceLimits:
     max_captions: int = 32
     #: threads running heavy work (selection, prediction, ranking) off the event loop
     threads: int = 2
+    #: requests a minute per token / client address (0: no limit) and the burst allowed at once
+    rate_per_minute: int = 600
+    rate_burst: int = 120
 
     def __post_init__(self) -> None:
         bad = {f: getattr(self, f) for f in ("max_images", "max_image_bytes", "max_concurrent_decodes", "max_body_bytes", "max_upload_bytes",
-                                             "max_classes", "max_text_chars", "max_captions", "threads")
+                                             "max_classes", "max_text_chars", "max_captions", "threads", "rate_burst")
                if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int) or getattr(self, f) < 1}
+        if isinstance(self.rate_per_minute, bool) or not isinstance(self.rate_per_minute, int) or self.rate_per_minute < 0:
+            bad["rate_per_minute"] = self.rate_per_minute
         if bad:
             raise ConfigError(f"service limits must be positive whole numbers (got {', '.join(f'{k}={v!r}' for k, v in bad.items())}). "
                               "Pass values >= 1.")
@@ -80,7 +85,8 @@ class ServiceLimits:
         base = dict(max_images=settings.max_request_images, max_body_bytes=settings.max_request_bytes,
                     max_upload_bytes=settings.max_upload_bytes,
                     max_classes=settings.max_task_classes, max_text_chars=settings.max_text_chars,
-                    max_captions=settings.max_class_captions, threads=settings.service_threads)
+                    max_captions=settings.max_class_captions, threads=settings.service_threads,
+                    rate_per_minute=settings.rate_limit, rate_burst=settings.rate_burst)
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 

@@ -58,7 +58,8 @@ def _problem_schema() -> dict:
 PROBLEM_STATUSES = ((400, "malformed request"), (401, "missing or bad token"), (403, "wrong role"),
                     (404, "unknown route or model"), (405, "method not allowed"), (409, "conflict, or the hub is not labeled"),
                     (413, "request body too large"), (415, "unsupported media type"),
-                    (422, "invalid request (schema, limits, task, images)"), (500, "internal error (logged; no details sent)"),
+                    (422, "invalid request (schema, limits, task, images)"),
+                    (429, "too many requests from this token or address"), (500, "internal error (logged; no details sent)"),
                     (501, "an optional extra is missing"))
 
 
