@@ -154,3 +154,40 @@ def test_token_create_in_a_subprocess_prints_only_the_token_on_stdout(settings, 
 
     with HubDB(settings.with_(database_url=db_url)) as db:
         assert authenticate(db, line).role.value == "admin"
+
+
+def test_db_grow_enqueues_jobs_for_changed_nodes_only_and_refuses_to_shrink(toy_hub, settings, db_url, color_data,
+                                                                             tmp_path, capsys):
+    """`vlmhub db grow`: the grown graph is stored beside the current one (not current), every ready model gets
+    jobs over the new and changed nodes only; a set list that drops nodes exits 2 and writes nothing."""
+    from conftest import _swatch
+    from vlmhub.concepts.graph import current_graph_version
+    from vlmhub.concepts.wordnet import get_wordnet, wnid_of
+    from vlmhub.hubdb import HubDB
+    from vlmhub.hubdb.graphs import graph_base, pending_graphs
+    from vlmhub.hubdb.jobs import list_jobs
+
+    wnid = wnid_of(get_wordnet(settings).synset("pink.n.01"))
+    (tmp_path / "pink" / wnid).mkdir(parents=True)
+    for j in range(3):
+        _swatch((255, 160, 200), 50 + j).save(tmp_path / "pink" / wnid / f"p{j}.png")
+    base = current_graph_version(settings)
+    before = _listing(settings.home)
+
+    rc, out, err = _run(capsys, "db", "grow", "--sample-set", str(tmp_path / "pink"))
+    assert rc == 2 and "growth only adds" in err and "color-samples" in err  # 2: a usage error
+    assert _listing(settings.home) == before
+
+    rc, out, _ = _run(capsys, "db", "grow", "--sample-set", str(color_data["samples"]), "--sample-set",
+                      str(tmp_path / "pink"), "--json")
+    assert rc == 0
+    rep = json.loads(out)
+    assert rep["base_version"] == base and wnid in rep["new_nodes"] and rep["new_images"] == 3
+    assert sorted(rep["models"]) == ["toy-a", "toy-b", "toy-c"] and rep["jobs"] == 3 * -(-len(rep["changed_nodes"]) // 64)
+    assert current_graph_version(settings) == base  # labels first: the worker makes it current
+    with HubDB(settings.with_(database_url=db_url)) as db:
+        assert graph_base(db, rep["version"]) == base and pending_graphs(db, base) == [rep["version"]]
+        jobs = [j for j in list_jobs(db) if j.graph_version == rep["version"]]
+        assert len(jobs) == rep["jobs"] and {n for j in jobs for n in j.nodes} == set(rep["changed_nodes"])
+    rc, out, _ = _run(capsys, "db", "grow", "--sample-set", str(color_data["samples"]), "--sample-set", str(tmp_path / "pink"))
+    assert rc == 0 and "0 label jobs" in out  # idempotent

@@ -4,6 +4,8 @@
 
     vlmhub db upgrade [--json]              migrate the schema; the first run imports the JSON home
     vlmhub db check [--json]                verify every artifact's sha256; list missing files and orphans
+    vlmhub db grow --sample-set S ... [--max-images N] [--json]
+                                            grow the graph: enqueue labels of its new and changed nodes only
     vlmhub token create --user NAME --role reader|submitter|admin [--expires-days N] [--note TEXT] [--json]
     vlmhub token revoke TOKEN_ID [--json]
     vlmhub token list [--user NAME] [--json]
@@ -21,7 +23,7 @@ import getpass
 import json
 import sys
 
-__all__ = ["register", "cmd_db_upgrade", "cmd_db_check", "cmd_token_create", "cmd_token_revoke", "cmd_token_list"]
+__all__ = ["register", "cmd_db_upgrade", "cmd_db_check", "cmd_db_grow", "cmd_token_create", "cmd_token_revoke", "cmd_token_list"]
 
 
 def _actor() -> str:
@@ -76,6 +78,24 @@ def cmd_db_check(args: argparse.Namespace) -> int:
                 for item in items:
                     print(f"  {item}")
     return 0 if report.ok else 1
+
+
+def cmd_db_grow(args: argparse.Namespace) -> int:
+    from ..submission.growth import grow_graph
+
+    with _open(args) as db:
+        report = grow_graph(db, args.settings, args.sample_set, max_images=args.max_images, actor=_actor())
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    if report.jobs == 0 and report.version == report.base_version:
+        print(f"graph {report.base_version}: these sets add nothing; nothing to label")
+        return 0
+    print(f"graph {report.base_version} -> {report.version}: {len(report.new_nodes)} new nodes, "
+          f"{len(report.changed_nodes) - len(report.new_nodes)} changed, {report.new_images} new images")
+    print(f"{report.jobs} label jobs for {len(report.models)} models; run `vlmhub worker`: the grown graph becomes "
+          "current once every ready model is labeled on it")
+    return 0
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -139,6 +159,14 @@ def register(sub) -> None:
                          "(exit 1 on damage)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_db_check)
+    sp = dsub.add_parser("grow", help="grow the semantic graph with more concept-sample sets; label jobs cover only "
+                         "its new and changed nodes (run `vlmhub worker`)")
+    sp.add_argument("--sample-set", action="append", required=True, metavar="SET",
+                    help="a concept-sample set (folder of <wnid>/<image>, or a known set name); give the current "
+                         "graph's sets and the new ones (repeat the option)")
+    sp.add_argument("--max-images", type=int, help="images per node (default: the current graph's)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_db_grow)
 
     tok = sub.add_parser("token", help="API tokens: create (printed once), revoke, list")
     tsub = tok.add_subparsers(dest="token_command", metavar="TOKEN_COMMAND", required=True)

@@ -267,12 +267,14 @@ def list_jobs(db: "HubDB", *, model_id: str | None = None, status: JobStatus | s
         return [JobRecord.from_row(r) for r in s.scalars(q)]
 
 
-def job_counts(db: "HubDB", *, model_id: str | None = None) -> dict[str, int]:
-    """Number of jobs per status (every status present, zeros included)."""
+def job_counts(db: "HubDB", *, model_id: str | None = None, graph_version: str | None = None) -> dict[str, int]:
+    """Number of jobs per status (every status present, zeros included), of one model and/or graph version."""
     with db.session() as s:
         q = select(LabelJobRow.status, func.count()).group_by(LabelJobRow.status)
         if model_id is not None:
             q = q.where(LabelJobRow.model_id == model_id)
+        if graph_version is not None:
+            q = q.where(LabelJobRow.graph_version == graph_version)
         got = {JobStatus(st).value: n for st, n in s.execute(q)}
     return {st.value: got.get(st.value, 0) for st in JobStatus}
 

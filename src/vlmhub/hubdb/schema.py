@@ -257,6 +257,8 @@ class GraphVersionRow(Base):
     images: Mapped[int]
     current: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    #: the version this one grew from (its label jobs embed only what the base lacks); None for a built graph
+    base_version: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AuditRow(Base):

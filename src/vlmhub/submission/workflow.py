@@ -11,7 +11,8 @@ A worker step (:func:`work_once`) does the first of:
    checks in a sandbox (:func:`~vlmhub.submission.sandbox.check_in_sandbox`); passed → its measured spec is stored
    and one label job per shard of the current graph's nodes is enqueued (``queued``); failed → ``rejected`` with
    the checker's reasons. A worker killed while checking leaves the model in ``checking``; after
-   ``2 x`` the check time limit any worker puts it back to ``submitted``.
+   ``2 x`` the check time limit any worker puts it back to ``submitted``. A graph growth pending at that time
+   (below) gets the model's growth jobs too.
 2. **label** one shard: claim a job (a lease, renewed by heartbeats), embed the shard's sample images and
    captions with the model, store the array as a content-addressed artifact; the last shard makes the model
    ``ready`` (:func:`vlmhub.hubdb.jobs.finish`).
@@ -19,6 +20,9 @@ A worker step (:func:`work_once`) does the first of:
    to the label store (only rows still missing), the label is marked complete, then the model is entered into
    ``models.json`` — so a :class:`~vlmhub.hub.Hub` sees the model only once its label is whole. Publishing is
    idempotent, so a kill at any point is repaired by the next worker.
+4. **promote** a grown graph (:func:`vlmhub.submission.growth.grow_graph` records it, grown from the current
+   one, and enqueues jobs for its new and changed nodes only, whose shards embed only the images and captions
+   the base graph lacks): once every ready model is labeled on it, it becomes the home's current graph.
 
 Shard arrays are deterministic (fixed order, fixed batches), so labels from a run with killed workers are
 byte-identical to an uninterrupted run.
@@ -36,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import ConflictError, LeaseLostError, PackageError, StateError
+from ..errors import ConflictError, LeaseLostError, NotLabeledError, PackageError, StateError
 from ..settings import Settings
 from .package import PackageLimits, unpack_package
 from .sandbox import SandboxLimits, check_in_sandbox
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
     from ..hubdb.jobs import Lease
 
 __all__ = ["WorkflowConfig", "StepResult", "submit", "work_once", "process", "shard_refs", "compute_shard",
-           "publish_model"]
+           "publish_model", "changed_nodes"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -69,7 +73,7 @@ class WorkflowConfig:
 class StepResult:
     """What one worker step did: ``kind`` and the model it acted on (``idle`` when nothing was to do)."""
 
-    kind: Literal["checked", "rejected", "labeled", "published", "lost", "idle"]
+    kind: Literal["checked", "rejected", "labeled", "published", "promoted", "lost", "idle"]
     model_id: str | None = None
     detail: str = ""
 
@@ -154,28 +158,58 @@ def _check_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
         graph = current_graph(settings)
         shards = shard_nodes([n.id for n in graph.nodes], config.nodes_per_shard)
         enqueue_label_jobs(db, m.id, shards, graph_version=graph.version, actor=worker_id)
-        return StepResult("checked", m.id, f"{len(shards)} label jobs")
+        n = len(shards) + enqueue_growth_jobs(db, settings, m.id, graph, config=config, actor=worker_id)
+        return StepResult("checked", m.id, f"{n} label jobs")
     return None
 
 
+def changed_nodes(base, graph) -> list[str]:
+    """Ids of ``graph``'s nodes that ``base`` lacks or holds with other sample images or another caption
+    (graph order). Pure."""
+    old = {n.id: (n.images, n.caption) for n in base.nodes}
+    return [n.id for n in graph.nodes if old.get(n.id) != (n.images, n.caption)]
+
+
+def enqueue_growth_jobs(db: "HubDB", settings: Settings, model_id: str, current, *, config: WorkflowConfig,
+                        actor: str | None = None) -> int:
+    """Enqueue ``model_id``'s jobs on every graph grown from ``current`` (changed nodes only); the jobs added."""
+    from ..concepts.graph import load_graph
+    from ..hubdb.graphs import pending_graphs
+    from ..hubdb.jobs import enqueue_label_jobs, shard_nodes
+
+    added = 0
+    for version in pending_graphs(db, current.version):
+        changed = changed_nodes(current, load_graph(version, settings))
+        if changed:
+            added += len(enqueue_label_jobs(db, model_id, shard_nodes(changed, config.nodes_per_shard),
+                                            graph_version=version, actor=actor))
+    return added
+
+
 # -- label ----------------------------------------------------------------------------------------------------------
-def shard_refs(graph, nodes: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
-    """The image ids (sorted, unique) and captions (in node order) a shard of node ids covers."""
+def shard_refs(graph, nodes: tuple[str, ...] | list[str], base=None) -> tuple[list[str], list[str]]:
+    """The image ids (sorted, unique) and captions (in node order) a shard of node ids covers; with ``base``
+    (the graph this one grew from) only those ``base`` lacks, since every model labeled on it has them."""
     by_id = {n.id: n for n in graph.nodes}
     missing = [v for v in nodes if v not in by_id]
     if missing:
         raise StateError(f"label job names nodes {missing[:3]} that the graph {graph.version} lacks.")
     images = sorted({x for v in nodes for x in by_id[v].images})
     captions = list(dict.fromkeys(by_id[v].caption for v in nodes))
+    if base is not None:
+        have_images, have_captions = set(base.image_ids()), set(base.captions())
+        images = [x for x in images if x not in have_images]
+        captions = [c for c in captions if c not in have_captions]
     return images, captions
 
 
-def compute_shard(model, graph, nodes, *, batch_size: int = 16) -> np.ndarray:
+def compute_shard(model, graph, nodes, *, batch_size: int = 16, base=None) -> np.ndarray:
     """The label rows of one shard: image embeddings (sorted image ids) stacked over caption embeddings
-    (node order), float32. Deterministic: fixed order and fixed batch composition."""
+    (node order), float32; with ``base``, only the rows ``base`` lacks (:func:`shard_refs`). Deterministic:
+    fixed order and fixed batch composition."""
     from ..models.runner import _prep_batch
 
-    images, captions = shard_refs(graph, nodes)
+    images, captions = shard_refs(graph, nodes, base)
     rows = []
     for i in range(0, len(images), batch_size):
         chunk = images[i : i + batch_size]
@@ -198,12 +232,16 @@ class _ModelCache:
             from ..models.user_hub import build_from_source
 
             self._models.clear()  # keep one model in memory
-            self._models[model_id] = build_from_source(source, model_id=model_id, settings=self.settings)
+            if source.startswith("builtin:"):  # a built-in model imported from the JSON home (graph growth)
+                from ..models.catalog import Catalog
+
+                self._models[model_id] = Catalog(self.settings).create(model_id)
+            else:
+                self._models[model_id] = build_from_source(source, model_id=model_id, settings=self.settings)
         return self._models[model_id]
 
 
 def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: WorkflowConfig, cache: _ModelCache) -> StepResult | None:
-    from ..concepts.graph import load_graph
     from ..hubdb.catalog import get_model
     from ..hubdb.jobs import claim, fail, finish, heartbeat
 
@@ -212,8 +250,8 @@ def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
         return None
     try:
         model = cache.get(lease.model_id, get_model(db, lease.model_id).source)
-        graph = load_graph(lease.graph_version, settings)
-        arr = compute_shard(model, graph, lease.nodes, batch_size=config.batch_size)
+        graph, base = _graph_and_base(db, settings, lease.graph_version)
+        arr = compute_shard(model, graph, lease.nodes, batch_size=config.batch_size, base=base)
         heartbeat(db, lease, config.lease_s)
         finish(db, lease, arr)
     except LeaseLostError:
@@ -224,13 +262,38 @@ def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
     return StepResult("labeled", lease.model_id, f"shard {lease.shard}")
 
 
+def _graph_and_base(db: "HubDB", settings: Settings, version: str):
+    """The graph ``version`` and the graph it grew from (None for a graph built from scratch)."""
+    from ..concepts.graph import load_graph
+    from ..hubdb.graphs import graph_base
+
+    base = graph_base(db, version)
+    return load_graph(version, settings), (load_graph(base, settings) if base else None)
+
+
+def _base_first(versions: set[str], base_of: dict[str, str | None]) -> list[str]:
+    """``versions`` ordered so that a grown graph comes after the graph it grew from."""
+    out: list[str] = []
+    left = set(versions)
+    while left:
+        ready = sorted(v for v in left if base_of.get(v) not in left)
+        if not ready:  # a cycle cannot be recorded (a version's base exists before it); be safe anyway
+            ready = sorted(left)
+        out.extend(ready)
+        left -= set(ready)
+    return out
+
+
 # -- publish --------------------------------------------------------------------------------------------------------
 def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
     """Write a ready model's shard artifacts into the label store and enter it into the home's catalog.
 
-    Returns whether anything was done (False: already published). Idempotent and safe to repeat after a kill."""
-    from ..concepts.graph import load_graph
+    Each graph version the model has finished jobs on is completed in the label store (a grown graph after the
+    graph it grew from; its shards hold only what the base lacks). A built-in model (imported from the JSON home)
+    is already in the catalog and only gets its label rows. Returns whether anything was done (False: nothing
+    left to publish). Idempotent and safe to repeat after a kill."""
     from ..hubdb.artifacts import load_array
+    from ..hubdb.graphs import graph_base
     from ..hubdb.catalog import get_model
     from ..hubdb.jobs import list_jobs
     from ..labeling.labels import LabelStore, caption_key
@@ -239,24 +302,24 @@ def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
     from ..storage.atomic import file_lock
 
     rec = get_model(db, model_id)
-    if any(m.id == model_id for m in read_models_file(models_file(settings))):
-        return False
+    builtin = rec.source.startswith("builtin:")
+    known = builtin or any(m.id == model_id for m in read_models_file(models_file(settings)))
     jobs = sorted((j for j in list_jobs(db, model_id=model_id) if j.status.value == "done"),
                   key=lambda j: (j.graph_version, j.shard))
-    if not jobs:
+    lab = LabelStore(settings).label(model_id)
+    todo = {j.graph_version for j in jobs if not lab.is_complete(j.graph_version)}
+    if not todo and (known or not jobs):
         return False
-    from ..hubdb.artifacts import ArtifactRecord  # noqa: F401  (type of the rows load_array reads)
-
     spec: ModelSpec = _spec_from_dict(rec.spec)
-    store = LabelStore(settings)
-    lab = store.label(model_id)
     lab.directory.mkdir(parents=True, exist_ok=True)
     with file_lock(lab.directory / ".publish.lock"):
-        for version in sorted({j.graph_version for j in jobs}):
-            graph = load_graph(version, settings)
+        for version in _base_first(todo, {v: graph_base(db, v) for v in todo}):
+            graph, base = _graph_and_base(db, settings, version)
+            if base is not None and not lab.is_complete(base.version):
+                continue  # its base's rows are not all here yet (that model's base jobs are not done)
             for j in (j for j in jobs if j.graph_version == version):
                 arr = load_array(settings, _artifact(db, j.artifact_id))
-                images, captions = shard_refs(graph, j.nodes)
+                images, captions = shard_refs(graph, j.nodes, base)
                 img, cap = arr[: len(images)], arr[len(images):]
                 keep = set(lab.images.missing(images))
                 if keep:
@@ -269,7 +332,8 @@ def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
                     lab.captions.append([keys[i] for i in rows], cap[rows])
             lab.mark_complete(spec, version, n_images=len(graph.image_ids()), n_nodes=len(graph.nodes),
                               renditions=["original"])
-        record_model(spec, rec.source, settings=settings, checked=True)
+        if not known:
+            record_model(spec, rec.source, settings=settings, checked=True)
     return True
 
 
@@ -288,22 +352,46 @@ def _publish_one(db: "HubDB", settings: Settings) -> StepResult | None:
     from ..hubdb.catalog import list_models
     from ..models.user_hub import models_file, read_models_file
 
-    known = {m.id for m in read_models_file(models_file(settings))}
     for m in list_models(db, state="ready"):
-        if m.source.startswith("builtin:"):  # built-in models imported from the JSON home: already in the catalog
-            continue
-        if m.id not in known and publish_model(db, settings, m.id):
+        if publish_model(db, settings, m.id):
             return StepResult("published", m.id)
+    return None
+
+
+def _promote_one(db: "HubDB", settings: Settings, worker_id: str) -> StepResult | None:
+    """Make a grown graph current once no model is still being labeled and every ready model is labeled on it."""
+    from ..concepts.graph import current_graph_version, load_graph, save_graph
+    from ..hubdb.catalog import list_models
+    from ..hubdb.graphs import mark_current, pending_graphs
+    from ..hubdb.jobs import job_counts
+    from ..labeling.labels import LabelStore
+
+    try:
+        current = current_graph_version(settings)
+    except NotLabeledError:  # no graph yet: nothing can have grown from it
+        return None
+    for version in pending_graphs(db, current):
+        if any(list_models(db, state=st) for st in ("queued", "labeling")):
+            return None  # labels are still being made (on this graph or the current one)
+        store = LabelStore(settings)
+        if all(store.label(m.id).is_complete(version) for m in list_models(db, state="ready")):
+            if job_counts(db, graph_version=version).get("failed"):
+                continue  # a failed shard: an admin re-labels that model first
+            save_graph(load_graph(version, settings), settings, make_current=True)
+            mark_current(db, version, actor=worker_id)
+            return StepResult("promoted", None, f"graph {version} (grown from {current}) is current")
     return None
 
 
 # -- the worker loop --------------------------------------------------------------------------------------------------
 def work_once(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
               _cache: _ModelCache | None = None) -> StepResult:
-    """One step of a worker: publish a finished model, else label one shard, else check one submission."""
+    """One step of a worker: publish a finished model, else make a fully labeled grown graph current, else label
+    one shard, else check one submission."""
     config = config or WorkflowConfig()
     cache = _cache or _ModelCache(settings)
-    for step in (lambda: _publish_one(db, settings), lambda: _label_one(db, settings, worker_id, config, cache),
+    for step in (lambda: _publish_one(db, settings), lambda: _promote_one(db, settings, worker_id),
+                 lambda: _label_one(db, settings, worker_id, config, cache),
                  lambda: _check_one(db, settings, worker_id, config)):
         out = step()
         if out is not None:
