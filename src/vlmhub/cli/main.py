@@ -233,7 +233,7 @@ def cmd_demo(args) -> int:
         print(f"| {r.dataset} | {r.n_images} | " + " | ".join(f"{r.accuracy[m]:.3f}" for m in methods) + " |")
     if rows:
         print("| **mean** | | " + " | ".join(f"**{sum(r.accuracy[m] for r in rows) / len(rows):.3f}**" for m in methods) + " |")
-    sel = hub.select(_task(targets[0], hub.settings), k=3)
+    sel = hub.select(_task(targets[0], hub.settings), k=min(3, len(hub.labeled_model_ids())))  # --models may name fewer
     print("\nWhat MLL chose for " + targets[0] + " (no model ran to choose):\n" + sel.format())
     return 0
 
