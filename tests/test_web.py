@@ -307,3 +307,48 @@ def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub, monke
         assert list(_catalog_rows(c.get("/?sort=-coverage&source=hf").text)) == ["sub-half", "sub-bad", "sub-new"]
         r = c.get("/?source=open_clip")
         assert r.status_code == 400 and "sources: builtin, hf" in r.text
+
+
+def _picks(html: str) -> list[tuple[str, list[tuple[str, float]]]]:
+    rows = re.findall(r'<tr class="class-row" data-class="([^"]+)">(.*?)</tr>', html, re.S)
+    return [(name, [(m, float(s)) for m, s in re.findall(r'<li data-model="([^"]+)" data-score="([^"]+)"', row)])
+            for name, row in rows]
+
+
+def test_task_json_upload_gives_the_json_api_numbers_and_a_shareable_link(client):
+    import json
+
+    r = client.post("/task", data={"k": "2"}, files={"task_file": ("colors.json", json.dumps(TASK).encode(), "application/json")})
+    assert r.status_code == 200, r.text[:500]
+    api = client.post("/v1/select", json={"task": TASK, "k": 2}).json()
+    assert _picks(r.text) == [(c["name"], [(m["id"], m["score"]) for m in c["models"]]) for c in api["classes"]]
+    share = re.search(r'<a class="share" href="([^"]+)"', r.text).group(1).replace("&amp;", "&")
+    assert _picks(client.get(share).text) == _picks(r.text)  # the link reopens the same task
+    # a file with captions: selection uses them (the API with the same captions gives the same numbers)
+    caps = {**TASK, "captions": {"red": ["a red swatch"], "blue": ["a blue swatch"]}}
+    r = client.post("/task", data={"k": "1"}, files={"task_file": ("caps.json", json.dumps(caps).encode(), "application/json")})
+    assert r.status_code == 200 and 'class="note"' in r.text and "2 captions of caps.json" in r.text
+    api = client.post("/v1/select", json={"task": caps, "k": 1}).json()
+    assert _picks(r.text) == [(c["name"], [(m["id"], m["score"]) for m in c["models"]]) for c in api["classes"]]
+    assert 'name="task_file"' in client.get("/task").text and 'for="task_file"' in client.get("/task").text
+
+
+def test_bad_task_json_uploads_are_4xx_pages_naming_the_fix(client, web_hub):
+    before = _home_state(web_hub)
+    example = "{&#34;name&#34;: &#34;pets&#34;, &#34;classes&#34;: [&#34;cat&#34;, &#34;dog&#34;]"  # the fix: a task file's shape
+    cases = ((b'{"name": "x", "classes": ["a", "b"', 400, ("not valid JSON (line 1", example)),
+             (b'["red", "blue"]', 400, ("holds a JSON list, not an object", example)),
+             (b"", 400, ("is empty", example)),
+             (b"\xff\xfe{}", 400, ("not UTF-8", "Save it as UTF-8 JSON")),
+             (b'{"name": "x", "classes": ["red", "blue"], "colour": 1}', 400, ("unknown task field", "Allowed: name, classes")),
+             (b'{"name": "x", "classes": ["red", "Red"]}', 400, ("more than once", "Remove the duplicates")),
+             (b'{"name": "x", "classes": ["red", "blue"]}', 422, ("k must be from 1 to 3", "")))
+    for body, code, words in cases:
+        r = client.post("/task", data={"k": "9" if code == 422 else "2"}, files={"task_file": ("t.json", body, "application/json")})
+        assert r.status_code == code and 'role="alert"' in r.text, (body, r.status_code)
+        assert all(w in r.text for w in words), (body, words, r.text[-700:])
+    r = client.post("/task", data={"k": "2"}, files={"task_file": ("", b"", "application/octet-stream")})
+    assert r.status_code == 400 and "no task file was uploaded" in r.text and 'href="/task"' in r.text
+    r = client.post("/task", data={"k": "two"}, files={"task_file": ("t.json", b'{"name": "x", "classes": ["red", "blue"]}', "application/json")})
+    assert r.status_code == 400 and "whole number" in r.text
+    assert _home_state(web_hub) == before

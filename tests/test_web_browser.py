@@ -119,6 +119,26 @@ def test_task_form_shows_per_class_choices(server, browser):
     assert [r.get_attribute("data-class") for r in _css(browser, "tr.class-row")] == ["red", "green", "blue"]
 
 
+def test_upload_a_task_json_file_and_see_per_class_choices(server, browser):
+    import json
+
+    good = server["root"] / "colors-task.json"
+    good.write_text(json.dumps({"name": "colors", "classes": ["red", "blue", "green"], "domain": "color swatch"}))
+    browser.get(server["url"] + "/task")
+    _css(browser, "input#task_file")[0].send_keys(str(good))
+    _click_and_wait(browser, _css(browser, "form.upload-task button")[0])
+    assert [r.get_attribute("data-class") for r in _css(browser, "tr.class-row")] == ["red", "blue", "green"]
+    assert "classes=red%0Ablue%0Agreen" in _css(browser, "a.share")[0].get_attribute("href")
+    bad = server["root"] / "broken-task.json"
+    bad.write_text('{"name": "colors", "classes": ["red", "blue"')
+    browser.get(server["url"] + "/task")
+    _css(browser, "input#task_file")[0].send_keys(str(bad))
+    _click_and_wait(browser, _css(browser, "form.upload-task button")[0])
+    alert = _css(browser, '[role="alert"]')
+    assert alert and "not valid JSON" in alert[0].text and "a task file looks like" in alert[0].text
+    assert browser.title.startswith("Error 400")
+
+
 def test_upload_an_image_and_see_a_prediction(server, browser):
     import webhome
 

@@ -215,13 +215,49 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
 
     @router.get("/task", response_class=HTMLResponse)
     def task_page(request: Request):
-        svc = get_service()
         try:
             task, k, form = _task_from(request.query_params)
         except VlmhubError as exc:
             return error(exc, 400, form=dict(request.query_params))
         if task is None:
             return render("task.html", title="Task", form=form, result=None)
+        return _task_result(task, k, form)
+
+    @router.post("/task", response_class=HTMLResponse)
+    async def task_upload(request: Request):
+        """A task JSON file (the CLI's schema, :func:`vlmhub.tasks.task_from_json`) instead of typed class names."""
+        from starlette.datastructures import UploadFile
+
+        from ...tasks import task_from_json
+
+        data = await request.form()
+        upload = data.get("task_file")
+        k_arg = str(data.get("k") or "3").strip()
+        try:
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise TaskError("no task file was uploaded. Choose a task JSON file (the one `vlmhub select` reads), "
+                                "or type the class names in the form above.")
+            cap = get_service().limits.max_body_bytes
+            raw = await upload.read(cap + 1)
+            if len(raw) > cap:
+                raise TaskError(f"the task file {upload.filename} is over {cap} bytes. A task file lists class names; "
+                                "remove large fields (captions) or type the classes instead.")
+            task = task_from_json(raw, what=f"the task file {upload.filename!r}").to_dict()
+            try:
+                k = int(k_arg)
+            except ValueError:
+                raise TaskError(f"k must be a whole number (how many models per class), got {k_arg!r}.") from None
+        except VlmhubError as exc:
+            return error(exc, 400, back="/task")
+        form = {"name": task["name"], "classes": "\n".join(task["classes"]), "domain": task["domain"],
+                "task": task["task"], "k": str(k)}
+        note = (f"Selected with the {sum(len(v) for v in task['captions'].values())} captions of {upload.filename}; "
+                "the shareable link holds the class names, domain and task type but not the captions.") \
+            if task.get("captions") else None
+        return _task_result(task, k, form, note=note)
+
+    def _task_result(task: dict, k: int, form: dict, *, note: str | None = None):
+        svc = get_service()
         try:
             result = svc.select(task, k=k)
             n_models = len(svc.hub.labeled_model_ids())
@@ -242,8 +278,8 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
                                  title=f"Reuse score r per class of {task['name']}: the models selected for any class")
         share = "/task?" + urlencode({k2: v for k2, v in form.items() if v})
         predict_link = "/predict?" + urlencode({k2: v for k2, v in form.items() if v})
-        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, spider=spider, spider_models=top_models, share=share,
-                    predict_link=predict_link)
+        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, spider=spider,
+                      spider_models=top_models, share=share, predict_link=predict_link, note=note)
 
     @router.get("/predict", response_class=HTMLResponse)
     def predict_form(request: Request):
