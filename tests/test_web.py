@@ -266,17 +266,19 @@ def test_bad_catalog_filters_are_400_pages_naming_the_fix(client, web_hub):
     assert not (web_hub.settings.home / "hub.db").exists()
 
 
-def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub, monkeypatch):
+def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub):
     """Submissions in every state of the hub database, one half labeled: the page shows each state, the
     licence, the size filter and the fraction of the current graph's nodes labeled, as the API does."""
     from vlmhub.hubdb import HubDB
     from vlmhub.hubdb.catalog import create_submission, set_model_state, update_model_spec
     from vlmhub.hubdb.jobs import claim, enqueue_label_jobs, finish, shard_nodes
 
-    monkeypatch.delenv("VLMHUB_DATABASE_URL", raising=False)
-    graph = toy_hub.graph()
+    from vlmhub.hub import Hub
+
+    hub = Hub(toy_hub.settings.with_(database_url=None), model_ids=toy_hub.model_ids)  # the SQLite file in the home
+    graph = hub.graph()
     nodes = [n.id for n in graph.nodes]
-    with HubDB(toy_hub.settings) as db:
+    with HubDB(hub.settings) as db:
         for i, (mid, licence, params) in enumerate((("sub-new", "MIT", 12.5), ("sub-bad", None, 3.0),
                                                     ("sub-half", "Apache-2.0", 150.0))):
             create_submission(db, model_id=mid, source=f"hf:/packages/{mid}", spec={}, submitter="alice",
@@ -290,7 +292,7 @@ def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub, monke
         lease = claim(db, "w1")
         finish(db, lease, np.zeros((1, 4), np.float32))
     want_cov = len(shards[0]) / len(nodes)
-    with TestClient(create_app(VlmhubService(toy_hub, embedder="hashing256"))) as c:
+    with TestClient(create_app(VlmhubService(hub, embedder="hashing256"))) as c:
         html = c.get("/").text
         rows = _catalog_rows(html)
         api = c.get("/v1/hub/models").json()["models"]
