@@ -64,7 +64,7 @@ def test_submit_over_http_then_ready_then_selected(client, hub_settings, tiny_cl
     r = client.post("/v1/submissions", files=files, data={"model_id": "tiny-clip"}, headers=_auth("vlmhub_nope_nope"))
     assert r.status_code == 401, r.text
     def submitted():
-        return [m for m in client.get("/v1/hub/models").json()["models"] if not m["source"].startswith("builtin:")]
+        return [m for m in client.get("/v1/hub/models").json()["models"] if m["source"] != "builtin"]
 
     assert submitted() == []  # nothing written by the refusals (the home's labeled built-ins are imported rows)
 
@@ -108,7 +108,7 @@ def test_hostile_uploads_are_refused_and_write_nothing(client, hub_settings):
         assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
     r = client.post("/v1/submissions", headers=_auth(alice))  # no file part
     assert r.status_code == 422
-    assert [m for m in client.get("/v1/hub/models").json()["models"] if not m["source"].startswith("builtin:")] == []
+    assert [m for m in client.get("/v1/hub/models").json()["models"] if m["source"] != "builtin"] == []
     assert not (s.home / "packages").exists() or not any((s.home / "packages").iterdir())
 
 

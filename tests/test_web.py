@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import re
 
+import numpy as np
+
 import pytest
 
 pytest.importorskip("fastapi", reason="the service extra (pip install 'vlmhub[service]') is part of vlmhub[test]")
@@ -211,3 +213,144 @@ def test_catalog_pages_a_large_hub_50_at_a_time(web_hub):
         heavy = re.findall(r'data-id="([^"]+)"', c.get("/?sort=-params&q=toy-x").text)
         assert heavy[:3] == ["toy-x116", "toy-x115", "toy-x114"] and len(heavy) == 50
         assert "117 of 120 models" in c.get("/?q=toy-x").text
+
+
+def _catalog_rows(html: str) -> dict[str, dict]:
+    """id -> the numbers and words of one catalog row, as the page prints them."""
+    out = {}
+    for mid, state, row in re.findall(r'<tr class="model" data-id="([^"]+)" data-state="([^"]+)">(.*?)</tr>', html, re.S):
+        cell = {k: re.search(rf'<td class="[^"]*\b{k}">([^<]*)</td>', row).group(1).strip()
+                for k in ("source", "params", "gflops", "licence", "coverage", "top1")}
+        out[mid] = {"state": state, **cell}
+    return out
+
+
+def _printed(m: dict) -> dict:
+    """How the page prints one entry of GET /v1/hub/models (the num/pct filters)."""
+    def num(v):
+        return "—" if v is None else f"{float(v):.1f}"
+
+    def pct(v):
+        return "—" if v is None else f"{100 * float(v):.1f}%"
+
+    return {"state": m["state"], "source": m["source"], "params": num(m["params_m"]), "gflops": num(m["gflops"]),
+            "licence": m["licence"] or "—", "coverage": pct(m["coverage"]), "top1": pct(m["imagenet_top1"])}
+
+
+def test_catalog_numbers_equal_the_json_api_for_every_filter(client):
+    for qs in ("", "?sort=-params", "?state=ready&source=builtin", "?min_params=0&max_params=1000", "?q=toy&sort=-coverage"):
+        page = _catalog_rows(client.get("/" + qs).text)
+        api = client.get("/v1/hub/models" + qs)
+        assert api.status_code == 200, (qs, api.text)
+        models = api.json()["models"]
+        assert list(page) == [m["id"] for m in models], qs  # same entries, same order
+        assert page == {m["id"]: _printed(m) for m in models}, qs
+    rows = _catalog_rows(client.get("/").text)
+    assert {r["state"] for r in rows.values()} == {"ready"} and {r["coverage"] for r in rows.values()} == {"100.0%"}
+    assert {r["source"] for r in rows.values()} == {"builtin"}
+
+
+def test_bad_catalog_filters_are_400_pages_naming_the_fix(client, web_hub):
+    before = _home_state(web_hub)
+    for qs, words in (("state=mars", "Use one of submitted, checking, queued, labeling, ready, rejected"),
+                      ("source=mars", "sources: builtin"),
+                      ("min_params=lots", "min_params=150"),
+                      ("max_params=-3", "max_params must be a number"),
+                      ("min_params=10&max_params=1", "swap them"),
+                      ("sort=-size", "Use one of id")):
+        r = client.get("/?" + qs)
+        assert r.status_code == 400 and words in r.text and 'role="alert"' in r.text, (qs, r.status_code)
+        api = client.get("/v1/hub/models?" + qs)
+        assert api.status_code == 422 and words in api.json()["detail"], qs
+    assert _home_state(web_hub) == before  # a page view creates no hub database either
+    assert not (web_hub.settings.home / "hub.db").exists()
+
+
+def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub):
+    """Submissions in every state of the hub database, one half labeled: the page shows each state, the
+    licence, the size filter and the fraction of the current graph's nodes labeled, as the API does."""
+    from vlmhub.hubdb import HubDB
+    from vlmhub.hubdb.catalog import create_submission, set_model_state, update_model_spec
+    from vlmhub.hubdb.jobs import claim, enqueue_label_jobs, finish, shard_nodes
+
+    from vlmhub.hub import Hub
+
+    hub = Hub(toy_hub.settings.with_(database_url=None), model_ids=toy_hub.model_ids)  # the SQLite file in the home
+    graph = hub.graph()
+    nodes = [n.id for n in graph.nodes]
+    with HubDB(hub.settings) as db:
+        for i, (mid, licence, params) in enumerate((("sub-new", "MIT", 12.5), ("sub-bad", None, 3.0),
+                                                    ("sub-half", "Apache-2.0", 150.0))):
+            create_submission(db, model_id=mid, source=f"hf:/packages/{mid}", spec={}, submitter="alice",
+                              package_sha256=f"{i:064x}", package_bytes=100, licence=licence, params_m=params)
+        set_model_state(db, "sub-bad", "checking")
+        set_model_state(db, "sub-bad", "rejected", reasons=["weights are not safetensors"])
+        set_model_state(db, "sub-half", "checking")
+        update_model_spec(db, "sub-half", {"id": "sub-half", "family": "clip", "backbone": "ViT-T"}, params_m=150.0, gflops=4.5)
+        shards = shard_nodes(nodes, -(-len(nodes) // 2))
+        enqueue_label_jobs(db, "sub-half", shards, graph_version=graph.version)
+        lease = claim(db, "w1")
+        finish(db, lease, np.zeros((1, 4), np.float32))
+    want_cov = len(shards[0]) / len(nodes)
+    with TestClient(create_app(VlmhubService(hub, embedder="hashing256"))) as c:
+        html = c.get("/").text
+        rows = _catalog_rows(html)
+        api = c.get("/v1/hub/models").json()["models"]
+        assert rows == {m["id"]: _printed(m) for m in api}
+        assert {k: r["state"] for k, r in rows.items()} == {
+            "sub-bad": "rejected", "sub-half": "labeling", "sub-new": "submitted",
+            "toy-a": "ready", "toy-b": "ready", "toy-c": "ready"}
+        assert rows["sub-half"]["coverage"] == f"{100 * want_cov:.1f}%" and 0 < want_cov < 1
+        assert rows["sub-new"]["coverage"] == "0.0%" and rows["sub-new"]["licence"] == "MIT"
+        assert rows["sub-half"]["gflops"] == "4.5" and rows["sub-half"]["source"] == "hf"
+        assert 'title="weights are not safetensors"' in html
+        assert list(_catalog_rows(c.get("/?state=labeling").text)) == ["sub-half"]
+        assert list(_catalog_rows(c.get("/?source=hf&min_params=10&max_params=100").text)) == ["sub-new"]
+        assert list(_catalog_rows(c.get("/?sort=-coverage&source=hf").text)) == ["sub-half", "sub-bad", "sub-new"]
+        r = c.get("/?source=open_clip")
+        assert r.status_code == 400 and "sources: builtin, hf" in r.text
+
+
+def _picks(html: str) -> list[tuple[str, list[tuple[str, float]]]]:
+    rows = re.findall(r'<tr class="class-row" data-class="([^"]+)">(.*?)</tr>', html, re.S)
+    return [(name, [(m, float(s)) for m, s in re.findall(r'<li data-model="([^"]+)" data-score="([^"]+)"', row)])
+            for name, row in rows]
+
+
+def test_task_json_upload_gives_the_json_api_numbers_and_a_shareable_link(client):
+    import json
+
+    r = client.post("/task", data={"k": "2"}, files={"task_file": ("colors.json", json.dumps(TASK).encode(), "application/json")})
+    assert r.status_code == 200, r.text[:500]
+    api = client.post("/v1/select", json={"task": TASK, "k": 2}).json()
+    assert _picks(r.text) == [(c["name"], [(m["id"], m["score"]) for m in c["models"]]) for c in api["classes"]]
+    share = re.search(r'<a class="share" href="([^"]+)"', r.text).group(1).replace("&amp;", "&")
+    assert _picks(client.get(share).text) == _picks(r.text)  # the link reopens the same task
+    # a file with captions: selection uses them (the API with the same captions gives the same numbers)
+    caps = {**TASK, "captions": {"red": ["a red swatch"], "blue": ["a blue swatch"]}}
+    r = client.post("/task", data={"k": "1"}, files={"task_file": ("caps.json", json.dumps(caps).encode(), "application/json")})
+    assert r.status_code == 200 and 'class="note"' in r.text and "2 captions of caps.json" in r.text
+    api = client.post("/v1/select", json={"task": caps, "k": 1}).json()
+    assert _picks(r.text) == [(c["name"], [(m["id"], m["score"]) for m in c["models"]]) for c in api["classes"]]
+    assert 'name="task_file"' in client.get("/task").text and 'for="task_file"' in client.get("/task").text
+
+
+def test_bad_task_json_uploads_are_4xx_pages_naming_the_fix(client, web_hub):
+    before = _home_state(web_hub)
+    example = "{&#34;name&#34;: &#34;pets&#34;, &#34;classes&#34;: [&#34;cat&#34;, &#34;dog&#34;]"  # the fix: a task file's shape
+    cases = ((b'{"name": "x", "classes": ["a", "b"', 400, ("not valid JSON (line 1", example)),
+             (b'["red", "blue"]', 400, ("holds a JSON list, not an object", example)),
+             (b"", 400, ("is empty", example)),
+             (b"\xff\xfe{}", 400, ("not UTF-8", "Save it as UTF-8 JSON")),
+             (b'{"name": "x", "classes": ["red", "blue"], "colour": 1}', 400, ("unknown task field", "Allowed: name, classes")),
+             (b'{"name": "x", "classes": ["red", "Red"]}', 400, ("more than once", "Remove the duplicates")),
+             (b'{"name": "x", "classes": ["red", "blue"]}', 422, ("k must be from 1 to 3", "")))
+    for body, code, words in cases:
+        r = client.post("/task", data={"k": "9" if code == 422 else "2"}, files={"task_file": ("t.json", body, "application/json")})
+        assert r.status_code == code and 'role="alert"' in r.text, (body, r.status_code)
+        assert all(w in r.text for w in words), (body, words, r.text[-700:])
+    r = client.post("/task", data={"k": "2"}, files={"task_file": ("", b"", "application/octet-stream")})
+    assert r.status_code == 400 and "no task file was uploaded" in r.text and 'href="/task"' in r.text
+    r = client.post("/task", data={"k": "two"}, files={"task_file": ("t.json", b'{"name": "x", "classes": ["red", "blue"]}', "application/json")})
+    assert r.status_code == 400 and "whole number" in r.text
+    assert _home_state(web_hub) == before

@@ -119,6 +119,26 @@ def test_task_form_shows_per_class_choices(server, browser):
     assert [r.get_attribute("data-class") for r in _css(browser, "tr.class-row")] == ["red", "green", "blue"]
 
 
+def test_upload_a_task_json_file_and_see_per_class_choices(server, browser):
+    import json
+
+    good = server["root"] / "colors-task.json"
+    good.write_text(json.dumps({"name": "colors", "classes": ["red", "blue", "green"], "domain": "color swatch"}))
+    browser.get(server["url"] + "/task")
+    _css(browser, "input#task_file")[0].send_keys(str(good))
+    _click_and_wait(browser, _css(browser, "form.upload-task button")[0])
+    assert [r.get_attribute("data-class") for r in _css(browser, "tr.class-row")] == ["red", "blue", "green"]
+    assert "classes=red%0Ablue%0Agreen" in _css(browser, "a.share")[0].get_attribute("href")
+    bad = server["root"] / "broken-task.json"
+    bad.write_text('{"name": "colors", "classes": ["red", "blue"')
+    browser.get(server["url"] + "/task")
+    _css(browser, "input#task_file")[0].send_keys(str(bad))
+    _click_and_wait(browser, _css(browser, "form.upload-task button")[0])
+    alert = _css(browser, '[role="alert"]')
+    assert alert and "not valid JSON" in alert[0].text and "a task file looks like" in alert[0].text
+    assert browser.title.startswith("Error 400")
+
+
 def test_upload_an_image_and_see_a_prediction(server, browser):
     import webhome
 
@@ -154,3 +174,137 @@ def test_pages_fit_a_375_px_screen(server, browser):
             assert width <= 375, (path, width)
     finally:
         browser.set_window_size(1200, 900)
+
+
+# -- submit: sign in with a token, upload a real tiny package, a real worker checks and labels it -------------------------
+
+
+@pytest.fixture(scope="module")
+def submit_server(tmp_path_factory, wordnet_dir):
+    """A live server over a labeled toy hub that also serves whatever gets published (tags test + user), with
+    its hub database the SQLite file in the home (so a worker thread shares it)."""
+    pytest.importorskip("uvicorn", reason="the service extra (pip install 'vlmhub[service]') is part of vlmhub[test]")
+    import webhome
+    from vlmhub.hub import Hub
+    from vlmhub.service import VlmhubService
+    from vlmhub.service.app import create_app
+    from vlmhub.settings import Settings, default_data_dir
+
+    root = tmp_path_factory.mktemp("web-submit")
+    settings = Settings(home=root / "hub", data_dir=default_data_dir(), wordnet_dir=wordnet_dir, batch_size=16,
+                        database_url=None)
+    webhome.build_hub(settings, root)
+    hub = Hub(settings, tags=("test", "user"))
+    with webhome.LiveServer(create_app(VlmhubService(hub, embedder="hashing256"))) as url:
+        yield {"url": url, "settings": settings, "root": root}
+
+
+def _package(tiny_clip_dir, dest, meta: dict) -> Path:
+    """The tiny CLIP folder plus a vlmhub.json, zipped (a real package: safetensors weights, no code)."""
+    import json
+
+    from vlmhub.submission import pack_folder
+
+    folder = dest.with_suffix("")
+    shutil.copytree(tiny_clip_dir, folder)
+    (folder / "vlmhub.json").write_text(json.dumps(meta))
+    dest.write_bytes(pack_folder(folder))
+    return dest
+
+
+def _run_worker(settings, config):
+    """`vlmhub worker`'s loop (vlmhub.submission.workflow.process) in a thread on the server's database and home."""
+    import threading
+
+    from vlmhub.hubdb import HubDB
+    from vlmhub.submission.workflow import process
+
+    box: dict = {}
+
+    def run():
+        try:
+            with HubDB(settings) as db:
+                box["steps"] = process(db, settings, "browser-worker", config=config)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def _state_after_reloads(drv, url, until: set[str], timeout_s: float = 600.0) -> str:
+    """Reload the submission page until its state is one of ``until`` (bounded; the page also refreshes itself)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        drv.get(url)
+        state = _css(drv, "strong.state")[0].get_attribute("data-state")
+        if state in until or time.monotonic() > deadline:
+            return state
+        time.sleep(1.0)
+
+
+def _upload(drv, base, package: Path, model_id: str) -> str:
+    drv.get(base + "/submit")
+    _css(drv, "input#package")[0].send_keys(str(package))
+    _css(drv, "input#model_id")[0].send_keys(model_id)
+    _click_and_wait(drv, _css(drv, "form.task-form button")[0])
+    assert "/submissions/" in drv.current_url, drv.page_source[:2000]
+    return drv.current_url
+
+
+@pytest.mark.slow  # two sandboxed checks (a Python with torch each) and six label shards
+def test_sign_in_submit_and_watch_the_worker_make_it_ready_or_reject_it(submit_server, browser, tiny_clip_dir):
+    from vlmhub.hubdb import HubDB
+    from vlmhub.hubdb.auth import create_token
+    from vlmhub.submission.sandbox import SandboxLimits
+    from vlmhub.submission.workflow import WorkflowConfig
+
+    base, settings, root = submit_server["url"], submit_server["settings"], submit_server["root"]
+    with HubDB(settings) as db:
+        token = create_token(db, "alice", "submitter").token
+
+    browser.get(base + "/submit")
+    assert browser.current_url.endswith("/signin")  # signing in comes first
+    _css(browser, "input#token")[0].send_keys("vlmhub_not_a_token")
+    _click_and_wait(browser, _css(browser, "form.task-form button")[0])
+    assert _css(browser, '[role="alert"]'), "a bad token is refused with the fix"
+    _css(browser, "input#token")[0].send_keys(token)
+    _click_and_wait(browser, _css(browser, "form.task-form button")[0])
+    assert browser.current_url.endswith("/submit") and _css(browser, "strong.who")[0].text == "alice"
+
+    good = _package(tiny_clip_dir, root / "tiny-web.zip", {"licence": "MIT", "description": "tiny random CLIP"})
+    page = _upload(browser, base, good, "tiny-web")
+    assert _css(browser, "strong.state")[0].get_attribute("data-state") == "submitted"
+    fast = WorkflowConfig(sandbox=SandboxLimits(seconds=300), zero_shot_check=False, nodes_per_shard=3)
+    worker, box = _run_worker(settings, fast)
+    state = _state_after_reloads(browser, page, {"ready", "rejected"})
+    worker.join(600)
+    assert "error" not in box, box.get("error")
+    assert state == "ready", (state, [r.text for r in _css(browser, "ul.reasons li")])
+    assert _css(browser, "progress#progress")[0].get_attribute("value") == _css(browser, "progress#progress")[0].get_attribute("max")
+    assert [s.kind for s in box["steps"]][0] == "checked" and box["steps"][-1].kind == "published"
+    _click_and_wait(browser, next(a for a in _css(browser, "main a") if a.text == "Open the model page"))
+    assert browser.current_url.endswith("/models/tiny-web")
+    browser.get(base + "/?source=hf")  # the catalog lists it: ready, its licence, fully labeled
+    row = _css(browser, 'tr.model[data-id="tiny-web"]')
+    assert row and row[0].get_attribute("data-state") == "ready"
+    assert row[0].find_elements("css selector", "td.licence")[0].text == "MIT"
+    assert row[0].find_elements("css selector", "td.coverage")[0].text == "100.0%"
+
+    # the same weights under the zero-shot admission check: random weights fail it, the page shows the reasons
+    bad = _package(tiny_clip_dir, root / "random-web.zip", {"licence": "MIT", "description": "random weights"})
+    page = _upload(browser, base, bad, "random-web")
+    strict = WorkflowConfig(sandbox=SandboxLimits(seconds=300), zero_shot_check=True, nodes_per_shard=3)
+    worker, box = _run_worker(settings, strict)
+    state = _state_after_reloads(browser, page, {"ready", "rejected"})
+    worker.join(600)
+    assert "error" not in box, box.get("error")
+    reasons = [r.text for r in _css(browser, "ul.reasons li")]
+    assert state == "rejected" and any("zero_shot" in r for r in reasons), (state, reasons)
+    _click_and_wait(browser, next(a for a in _css(browser, "main a") if a.text == "All your submissions"))
+    states = {r.find_elements("css selector", "td")[1].text: r.get_attribute("data-state")
+              for r in _css(browser, "tr.submission")}
+    assert states == {"tiny-web": "ready", "random-web": "rejected"}

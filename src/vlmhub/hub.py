@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Sequence
 
 
@@ -26,7 +28,8 @@ from .selection.mll import MLLConfig, MLLSelector, Selection
 from .settings import Settings, get_settings
 from .tasks import Task
 
-__all__ = ["Hub", "hub_model_ids"]
+__all__ = ["Hub", "hub_model_ids", "CatalogEntry", "CatalogQuery", "catalog_entries", "CATALOG_STATES",
+           "CATALOG_SORT_KEYS"]
 
 
 def hub_model_ids(tags: Sequence[str] = ("default", "user"), *, catalog: Catalog | None = None) -> list[str]:
@@ -207,3 +210,184 @@ class Hub:
         out = BatchPredictor(task, hub=self, k=k, weighting=weighting, selection=config).predict_refs(refs)
         return [{"image": i, "class": c, "confidence": float(p)}
                 for i, c, p in zip(out["image"].tolist(), out["class"].tolist(), out["confidence"])]
+
+
+# -- the catalog every face shows (web page `/`, `GET /v1/hub/models`) ------------------------------------------------
+#: the catalog's model states, in the order of the submission stage (``hubdb.schema.ModelState``)
+CATALOG_STATES = ("submitted", "checking", "queued", "labeling", "ready", "rejected")
+#: ``sort`` values of :class:`CatalogQuery` (prefix ``-`` for descending); entry field of each
+CATALOG_SORT_KEYS = MappingProxyType({"id": "id", "source": "source", "state": "state", "origin": "origin",
+                                      "params": "params_m", "gflops": "gflops", "top1": "imagenet_top1",
+                                      "coverage": "coverage", "labeled": "labeled", "licence": "licence"})
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One model of the hub's catalog as the faces show it.
+
+    ``source`` is the kind of source (``builtin``, ``hf``, ``open_clip``, ``runtime``, ...); ``state`` one of
+    :data:`CATALOG_STATES` (from the hub database when there is one; a built-in or JSON-home model is ``ready``
+    when labeled on the current graph, else ``queued``); ``coverage`` the fraction of the current graph's nodes
+    the model is labeled on (``None`` when the hub has no graph yet)."""
+
+    id: str
+    source: str
+    state: str
+    params_m: float | None
+    gflops: float | None
+    licence: str | None
+    coverage: float | None
+    labeled: bool
+    origin: str
+    family: str = ""
+    backbone: str = ""
+    imagenet_top1: float | None = None
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    owner: str | None = None
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["tags"], d["reasons"] = list(self.tags), list(self.reasons)
+        return d
+
+    def haystack(self) -> str:
+        """The text ``CatalogQuery.q`` searches (lower case)."""
+        return " ".join([self.id, self.family, self.backbone, self.description, self.source, self.origin,
+                         self.licence or "", *self.tags]).lower()
+
+
+def _source_kind(source: str | None) -> str:
+    s = str(source or "")
+    return s.split(":", 1)[0] if ":" in s else (s or "unknown")
+
+
+def catalog_entries(hub: Hub, db=None) -> list[CatalogEntry]:
+    """Every model of ``hub`` (its catalog's hub models) plus the hub database's submissions (``db``, a
+    :class:`~vlmhub.hubdb.HubDB`, optional), by id. Reads manifests, the graph pointer and two queries; no graph,
+    no weights."""
+    try:
+        version: str | None = current_graph_version(hub.settings)
+    except NotLabeledError:
+        version = None
+    done = set(LabelStore(hub.settings).labeled_models(version)) if version else set()
+    rows: dict = {}
+    node_cover: dict[str, tuple[int, int]] = {}
+    if db is not None:
+        from .hubdb.catalog import list_models
+        from .hubdb.jobs import list_jobs
+
+        rows = {m.id: m for m in list_models(db)}
+        for j in list_jobs(db):
+            if j.graph_version == version:
+                d, t = node_cover.get(j.model_id, (0, 0))
+                node_cover[j.model_id] = (d + (len(j.nodes) if j.status.value == "done" else 0), t + len(j.nodes))
+
+    def coverage(model_id: str) -> float | None:
+        if version is None:
+            return None
+        if model_id in done:
+            return 1.0
+        d, t = node_cover.get(model_id, (0, 0))
+        return d / t if t else 0.0
+
+    out: dict[str, CatalogEntry] = {}
+    catalog = hub.catalog
+    for mid in hub.model_ids:
+        spec, origin = catalog.spec(mid), catalog.origin(mid)
+        row = rows.get(mid)
+        labeled = mid in done
+        if origin == "builtin":
+            source = "builtin"
+        elif origin == "runtime":
+            source = "runtime"
+        else:
+            source = _source_kind(spec.cfg("source") or (row.source if row else None))
+        if row is not None and not row.source.startswith("builtin:"):
+            state, licence, owner, reasons = row.state.value, row.licence, row.owner, row.reasons
+        else:
+            state, licence, owner, reasons = ("ready" if labeled else "queued"), None, None, ()
+        out[mid] = CatalogEntry(mid, source, state, spec.params_m, spec.gflops, licence, coverage(mid), labeled, origin,
+                                spec.family, spec.backbone, spec.imagenet_top1, spec.description, tuple(spec.tags),
+                                owner, tuple(reasons))
+    for mid, row in rows.items():
+        if mid in out or row.source.startswith("builtin:"):
+            continue  # an imported built-in this hub does not serve
+        spec = row.spec or {}
+        out[mid] = CatalogEntry(mid, _source_kind(row.source), row.state.value, row.params_m, row.gflops, row.licence,
+                                coverage(mid), mid in done, "submission", str(spec.get("family") or ""),
+                                str(spec.get("backbone") or row.architecture or ""), spec.get("imagenet_top1"),
+                                str(spec.get("description") or ""), tuple(spec.get("tags") or ()), row.owner,
+                                tuple(row.reasons))
+    return [out[k] for k in sorted(out)]
+
+
+@dataclass(frozen=True)
+class CatalogQuery:
+    """Search, filters and order of the catalog (the web page's and ``GET /v1/hub/models``' query string).
+
+    ``q``: every word must occur in the id, family, backbone, description, source or tags; ``source``,
+    ``state``, ``origin``: exact values; ``min_params`` / ``max_params``: parameter range in millions
+    (inclusive; a model of unknown size is left out by either bound); ``sort``: a :data:`CATALOG_SORT_KEYS`
+    key, ``-`` prefix for descending (unknown values last either way)."""
+
+    q: str = ""
+    source: str = ""
+    state: str = ""
+    origin: str = ""
+    min_params: float | None = None
+    max_params: float | None = None
+    sort: str = "id"
+
+    @classmethod
+    def from_params(cls, params, entries: Sequence[CatalogEntry] = ()) -> "CatalogQuery":
+        """Parse a query string mapping; a bad value is a :class:`~vlmhub.errors.ConfigError` naming the fix
+        (``entries``: the catalog, whose sources and origins the filters must name)."""
+        from .errors import ConfigError
+
+        get = {k: str(params.get(k) or "").strip() for k in ("q", "source", "state", "origin", "min_params",
+                                                           "max_params", "sort")}
+        sort = get["sort"] or "id"
+        if sort.lstrip("-") not in CATALOG_SORT_KEYS:
+            raise ConfigError(f"unknown sort {sort!r}. Use one of {', '.join(CATALOG_SORT_KEYS)} (prefix - for descending).")
+        if get["state"] and get["state"] not in CATALOG_STATES:
+            raise ConfigError(f"unknown state {get['state']!r}. Use one of {', '.join(CATALOG_STATES)}.")
+        for key, what in (("source", "sources"), ("origin", "origins")):
+            known = sorted({getattr(e, key) for e in entries})
+            if get[key] and entries and get[key] not in known:
+                raise ConfigError(f"unknown {key} {get[key]!r}. This hub's {what}: {', '.join(known)}.")
+        bounds: dict[str, float | None] = {}
+        for key in ("min_params", "max_params"):
+            if not get[key]:
+                bounds[key] = None
+                continue
+            try:
+                v = float(get[key])
+            except ValueError:
+                v = float("nan")
+            if not v >= 0 or v == float("inf"):
+                raise ConfigError(f"{key} must be a number of millions of parameters >= 0, e.g. {key}=150 "
+                                  f"(got {get[key]!r}).")
+            bounds[key] = v
+        if bounds["min_params"] is not None and bounds["max_params"] is not None and bounds["min_params"] > bounds["max_params"]:
+            raise ConfigError(f"min_params ({get['min_params']}) is above max_params ({get['max_params']}); "
+                              "swap them or leave one empty.")
+        return cls(get["q"], get["source"], get["state"], get["origin"], bounds["min_params"], bounds["max_params"], sort)
+
+    def apply(self, entries: Sequence[CatalogEntry]) -> list[CatalogEntry]:
+        """The entries that match, in this query's order."""
+        words = self.q.lower().split()
+        lo, hi = self.min_params, self.max_params
+        rows = [e for e in entries
+                if (not self.source or e.source == self.source) and (not self.state or e.state == self.state)
+                and (not self.origin or e.origin == self.origin)
+                and (lo is None or (e.params_m is not None and e.params_m >= lo))
+                and (hi is None or (e.params_m is not None and e.params_m <= hi))
+                and all(w in e.haystack() for w in words)]
+        f = CATALOG_SORT_KEYS[self.sort.lstrip("-")]
+        known = sorted((e for e in rows if getattr(e, f) is not None), key=lambda e: (getattr(e, f), e.id))
+        if self.sort.startswith("-"):
+            known = sorted(known, key=lambda e: e.id)
+            known = sorted(known, key=lambda e: getattr(e, f), reverse=True)
+        return known + [e for e in rows if getattr(e, f) is None]

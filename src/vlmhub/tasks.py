@@ -20,7 +20,10 @@ from .errors import TaskError
 from .imaging import IMAGE_EXTENSIONS
 from .storage.atomic import read_json
 
-__all__ = ["Task", "load_task", "task_images", "LabeledImages"]
+__all__ = ["Task", "load_task", "task_from_json", "task_images", "LabeledImages", "TASK_JSON_EXAMPLE"]
+
+#: the smallest task file `vlmhub select` (and the web task page's upload) accepts
+TASK_JSON_EXAMPLE = '{"name": "pets", "classes": ["cat", "dog"], "domain": "natural photograph"}'
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,33 @@ def load_task(path: str | Path) -> Task:
     if isinstance(data, Mapping) and data.get("kind") == "concept-samples":
         raise TaskError(f"{file} describes a concept-sample set (wnid folders), not a target task.")
     return Task.from_dict(data, root=root)
+
+
+def task_from_json(data: bytes | str, what: str = "the task file") -> Task:
+    """A task from the text of a task JSON file (the schema of :func:`load_task`: ``name``, ``classes`` and
+    optional ``domain``, ``task``, ``captions``), e.g. an uploaded file; every problem is a
+    :class:`~vlmhub.errors.TaskError` naming the fix."""
+    import json
+
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"{what} is not UTF-8 text (byte {exc.start}). Save it as UTF-8 JSON, e.g. "
+                            f"{TASK_JSON_EXAMPLE}") from None
+    if not data.strip():
+        raise TaskError(f"{what} is empty. It must be a JSON object like {TASK_JSON_EXAMPLE}")
+    try:
+        obj = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise TaskError(f"{what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
+                        f"Fix it; a task file looks like {TASK_JSON_EXAMPLE}") from None
+    if isinstance(obj, Mapping) and obj.get("kind") == "concept-samples":
+        raise TaskError(f"{what} describes a concept-sample set (wnid folders), not a target task.")
+    if not isinstance(obj, Mapping):
+        raise TaskError(f"{what} holds a JSON {type(obj).__name__}, not an object. A task file looks like "
+                        f"{TASK_JSON_EXAMPLE}")
+    return Task.from_dict(obj)
 
 
 @dataclass(frozen=True)

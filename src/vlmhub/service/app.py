@@ -10,7 +10,7 @@ POST   ``/v1/select``               ``{"task", "k", "config"}`` -> per-class top
 POST   ``/v1/predict``              ``{"task", "images": [{"name", "data": base64}], "k", "weighting"}``
 GET    ``/v1/tables``               performance tables and selectors this server offers
 POST   ``/v1/submissions``          upload a model package (submitter token); GET/DELETE ``/v1/submissions[/{id}]``
-GET    ``/v1/hub/models``           the hub database catalog with each model's state (see service/submissions.py)
+GET    ``/v1/hub/models``           the catalog: state, source, size, licence, label coverage (service/submissions.py)
 POST   ``/v1/tables/{table}/rank``  ``{"task", "selector", "top"}`` -> ``{"models": [{"id", "score"}]}``
 ====== ============================ ===========================================================
 
@@ -184,7 +184,8 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
 
     from .submissions import add_submission_routes
 
-    add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_upload_bytes)  # the submission stage (hub database, tokens)
+    add_submission_routes(app, lambda: svc().hub.settings, max_package_bytes=lim.max_upload_bytes,
+                          hub_of=lambda: svc().hub)  # the submission stage (hub database, tokens)
 
     from .web import web_router  # the HTML pages (/, /models/{id}, /compare, /task, /predict) over the same svc
 

@@ -5,7 +5,10 @@ POST   ``/v1/submissions``               multipart ``package`` (zip / tar.gz) [+
 GET    ``/v1/submissions``               the caller's submissions (an admin's: all)
 GET    ``/v1/submissions/{id}``          one submission with its model's state, reasons and labeling progress
 DELETE ``/v1/submissions/{id}``          withdraw (its submitter or an admin)
-GET    ``/v1/hub/models``                the database catalog: every model with its state (anonymous read allowed)
+GET    ``/v1/hub/models``                the catalog: every model with state, source, size, licence, label coverage
+                                         (:func:`vlmhub.hub.catalog_entries`; ``?q= source= state= origin=
+                                         min_params= max_params= sort=`` as :class:`vlmhub.hub.CatalogQuery`;
+                                         anonymous read allowed; the web catalog ``/`` shows the same entries)
 GET    ``/v1/whoami``                    the token's user and role
 ====== ================================= ==========================================================================
 
@@ -38,6 +41,13 @@ class HubDBHandle:
 
                 self._db = HubDB(self.settings)
             return self._db
+
+    def existing(self):
+        """The database if it exists already (open, a ``VLMHUB_DATABASE_URL``, or ``<home>/hub.db``), else ``None``:
+        read-only pages never create one."""
+        with self._lock:
+            there = self._db is not None or bool(self.settings.database_url) or (self.settings.home / "hub.db").exists()
+        return self.get() if there else None
 
     def close(self) -> None:
         with self._lock:
@@ -74,11 +84,13 @@ def _submission_view(db, sub) -> dict[str, Any]:
     return out
 
 
-def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_package_bytes: int | None = None) -> dict:
-    """Add the submission routes to the FastAPI ``app``; returns the database handle they share."""
+def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_package_bytes: int | None = None,
+                          hub_of: Callable[[], Any] | None = None) -> dict:
+    """Add the submission routes to the FastAPI ``app``; returns the database handle they share. ``hub_of()``
+    returns the service's :class:`~vlmhub.hub.Hub` (the catalog's models; default a hub of ``settings_of()``)."""
     from fastapi import File, Form, Header, UploadFile
 
-    from ..errors import ConfigError, PackageError, PermissionDenied
+    from ..errors import PackageError, PermissionDenied
 
     def require_role(principal, role: str):  # hubdb (SQLAlchemy) is imported on the first request, not here
         from ..hubdb.auth import require_role as _require
@@ -92,7 +104,28 @@ def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_packa
             handle_box["h"] = HubDBHandle(settings_of())
         return handle_box["h"].get()
 
+    def db_if_any():
+        if "h" not in handle_box:
+            handle_box["h"] = HubDBHandle(settings_of())
+        return handle_box["h"].existing()
+
+    def hub():
+        if hub_of is not None:
+            return hub_of()
+        from ..hub import Hub
+
+        return Hub(settings_of())
+
+    def catalog(params) -> list:
+        """The catalog entries a query selects (the JSON route's and the web catalog page's one call)."""
+        from ..hub import CatalogQuery, catalog_entries
+
+        entries = catalog_entries(hub(), db_if_any())
+        return CatalogQuery.from_params(params, entries).apply(entries)
+
     app.state.hub_db = db  # the web pages (service/web/submit.py) share this database handle
+    app.state.hub_db_if_any = db_if_any
+    app.state.hub_catalog = catalog
     app.state.max_package_bytes = max_package_bytes
     app.state.hub_settings = settings_of
 
@@ -146,13 +179,12 @@ def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_packa
         return _submission_view(db(), withdraw_submission(db(), sub_id, principal))
 
     @app.get("/v1/hub/models")
-    def hub_models(state: Optional[str] = None) -> dict:
-        from ..hubdb.catalog import list_models
-        from ..hubdb.schema import ModelState
-
-        if state is not None and state not in {s.value for s in ModelState}:
-            raise ConfigError(f"unknown state {state!r}; use one of {', '.join(s.value for s in ModelState)}.")
-        return {"models": [m.to_dict() for m in list_models(db(), state=state)]}
+    def hub_models(q: Optional[str] = None, source: Optional[str] = None, state: Optional[str] = None,
+                   origin: Optional[str] = None, min_params: Optional[str] = None, max_params: Optional[str] = None,
+                   sort: Optional[str] = None) -> dict:
+        params = {"q": q, "source": source, "state": state, "origin": origin, "min_params": min_params,
+                  "max_params": max_params, "sort": sort}
+        return {"models": [e.to_dict() for e in catalog(params)]}
 
     @app.get("/v1/whoami")
     def whoami(authorization: Optional[str] = Header(None)) -> dict:

@@ -4,11 +4,13 @@
 ``vlmhub serve`` answers both ``/v1/...`` (JSON) and the pages:
 
 ==========================  =================================================================================
-``/``                       catalog: search (``?q=``), origin filter, sort (``?sort=-params``), 50 per page
+``/``                       catalog: state, source, size, licence, label coverage; ``?q= source= state=
+                            min_params= max_params= sort=-params``, 50 per page (= ``GET /v1/hub/models``)
 ``/models/{id}``            metadata, spider chart of the label per WordNet category vs the hub median,
                             strongest and weakest concepts
 ``/compare?ids=a,b``        2-5 models on one spider chart, the concepts where they differ most
 ``/task?classes=...``       per class the top-k models with scores, matched nodes and captions; heatmap
+                            (or ``POST /task`` with a task JSON file)
 ``/predict``                upload images for a task: class, confidence, each selected model's vote
 ==========================  =================================================================================
 

@@ -13,19 +13,16 @@ import base64
 import threading
 import time
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from ...errors import NotLabeledError, TaskError, VlmhubError
+from ...errors import ConfigError, NotLabeledError, TaskError, VlmhubError
 
 __all__ = ["web_router", "PAGE_SIZE", "SORT_KEYS"]
 
 PAGE_SIZE = 50
-#: ?sort= values of the catalog (prefix "-" for descending)
-SORT_KEYS = ("id", "origin", "params", "gflops", "top1", "labeled")
-_SORT_FIELD = MappingProxyType({"id": "id", "origin": "origin", "params": "params_m", "gflops": "gflops",
-                                "top1": "imagenet_top1", "labeled": "labeled"})
+#: ?sort= values the catalog's form offers (prefix "-" for descending; every key of vlmhub.hub.CATALOG_SORT_KEYS works)
+SORT_KEYS = ("id", "source", "state", "params", "gflops", "coverage", "licence", "top1")
 MAX_COMPARE = 5
 
 
@@ -116,44 +113,37 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
                         headers={"Cache-Control": "public, max-age=3600"})
 
     @router.get("/", response_class=HTMLResponse)
-    def catalog(q: str = "", origin: str = "", sort: str = "id", page: str = "1"):
-        page_arg = page
-        models = get_service().models()["models"]
-        origins = sorted({m["origin"] for m in models})
-        key = sort.lstrip("-")
-        if key not in SORT_KEYS:
-            return error(TaskError(f"unknown sort {sort!r}. Use one of {', '.join(SORT_KEYS)} (prefix - for descending)."), 400)
-        if origin and origin not in origins:
-            return error(TaskError(f"unknown origin {origin!r}. This hub's origins: {', '.join(origins)}."), 400)
+    def catalog(request: Request):
+        from ...hub import CATALOG_STATES, CatalogQuery, catalog_entries
+
+        params = request.query_params
+        page_arg = params.get("page") or "1"
+        try:
+            entries = catalog_entries(get_service().hub, _db_if_any(request))
+            query = CatalogQuery.from_params(params, entries)
+        except VlmhubError as exc:
+            return error(exc, 400 if isinstance(exc, ConfigError) else None)
         try:
             page_n = int(page_arg)
             if page_n < 1:
                 raise ValueError
         except ValueError:
-            return error(TaskError(f"page must be a whole number >= 1 (got {page_arg!r})."), 400)
-        words = q.lower().split()
-
-        def hay(m: dict) -> str:
-            return " ".join(str(m.get(f) or "") for f in ("id", "family", "backbone", "description", "pretrained", "origin")).lower() \
-                + " " + " ".join(m.get("tags") or []).lower()
-
-        rows = [m for m in models if (not origin or m["origin"] == origin) and all(w in hay(m) for w in words)]
-        f = _SORT_FIELD[key]
-        rows.sort(key=lambda m: (m[f] is None, m[f] if m[f] is not None else 0, m["id"]), reverse=False)
-        if sort.startswith("-"):
-            present = [m for m in rows if m[f] is not None][::-1]
-            rows = present + [m for m in rows if m[f] is None]
+            return error(TaskError(f"page must be a whole number >= 1 (got {page_arg!r}). Use ?page=1 for the first page."), 400)
+        rows = query.apply(entries)
         pages = max(1, -(-len(rows) // PAGE_SIZE))
         if page_n > pages:
             return error(TaskError(f"page {page_n} is past the last page ({pages}). Use ?page=1 .. {pages}."), 404)
         shown = rows[(page_n - 1) * PAGE_SIZE: page_n * PAGE_SIZE]
+        form = {k: params.get(k, "") for k in ("q", "source", "state", "origin", "min_params", "max_params")}
+        form["sort"] = query.sort
 
         def link(**kw) -> str:
-            params = {"q": q, "origin": origin, "sort": sort, "page": page_n, **kw}
-            return "/?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
+            p = {**form, "page": page_n, **kw}
+            return "/?" + urlencode({k: v for k, v in p.items() if v not in ("", None)})
 
-        return render("catalog.html", title="Models", models=shown, total=len(models), matched=len(rows), q=q,
-                    origin=origin, origins=origins, sort=sort, sort_keys=SORT_KEYS, page=page_n, pages=pages, link=link)
+        return render("catalog.html", title="Models", models=shown, total=len(entries), matched=len(rows), form=form,
+                      sources=sorted({e.source for e in entries}), states=CATALOG_STATES, sort=query.sort,
+                      sort_keys=SORT_KEYS, page=page_n, pages=pages, link=link)
 
     def _profile_or_none(model_id: str):
         try:
@@ -225,13 +215,49 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
 
     @router.get("/task", response_class=HTMLResponse)
     def task_page(request: Request):
-        svc = get_service()
         try:
             task, k, form = _task_from(request.query_params)
         except VlmhubError as exc:
             return error(exc, 400, form=dict(request.query_params))
         if task is None:
             return render("task.html", title="Task", form=form, result=None)
+        return _task_result(task, k, form)
+
+    @router.post("/task", response_class=HTMLResponse)
+    async def task_upload(request: Request):
+        """A task JSON file (the CLI's schema, :func:`vlmhub.tasks.task_from_json`) instead of typed class names."""
+        from starlette.datastructures import UploadFile
+
+        from ...tasks import task_from_json
+
+        data = await request.form()
+        upload = data.get("task_file")
+        k_arg = str(data.get("k") or "3").strip()
+        try:
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise TaskError("no task file was uploaded. Choose a task JSON file (the one `vlmhub select` reads), "
+                                "or type the class names in the form above.")
+            cap = get_service().limits.max_body_bytes
+            raw = await upload.read(cap + 1)
+            if len(raw) > cap:
+                raise TaskError(f"the task file {upload.filename} is over {cap} bytes. A task file lists class names; "
+                                "remove large fields (captions) or type the classes instead.")
+            task = task_from_json(raw, what=f"the task file {upload.filename!r}").to_dict()
+            try:
+                k = int(k_arg)
+            except ValueError:
+                raise TaskError(f"k must be a whole number (how many models per class), got {k_arg!r}.") from None
+        except VlmhubError as exc:
+            return error(exc, 400, back="/task")
+        form = {"name": task["name"], "classes": "\n".join(task["classes"]), "domain": task["domain"],
+                "task": task["task"], "k": str(k)}
+        note = (f"Selected with the {sum(len(v) for v in task['captions'].values())} captions of {upload.filename}; "
+                "the shareable link holds the class names, domain and task type but not the captions.") \
+            if task.get("captions") else None
+        return _task_result(task, k, form, note=note)
+
+    def _task_result(task: dict, k: int, form: dict, *, note: str | None = None):
+        svc = get_service()
         try:
             result = svc.select(task, k=k)
             n_models = len(svc.hub.labeled_model_ids())
@@ -252,8 +278,8 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
                                  title=f"Reuse score r per class of {task['name']}: the models selected for any class")
         share = "/task?" + urlencode({k2: v for k2, v in form.items() if v})
         predict_link = "/predict?" + urlencode({k2: v for k2, v in form.items() if v})
-        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, spider=spider, spider_models=top_models, share=share,
-                    predict_link=predict_link)
+        return render("task.html", title=f"Task {task['name']}", form=form, result=result, heatmap=hm, spider=spider,
+                      spider_models=top_models, share=share, predict_link=predict_link, note=note)
 
     @router.get("/predict", response_class=HTMLResponse)
     def predict_form(request: Request):
@@ -281,6 +307,12 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         return render("predict.html", title="Predictions", form=form, rows=result)
 
     return router
+
+
+def _db_if_any(request):
+    """The app's hub database when it has one that exists (never creates one for a page view), else None."""
+    get = getattr(request.app.state, "hub_db_if_any", None)
+    return get() if get is not None else None
 
 
 async def _run(fn):
