@@ -4,7 +4,8 @@ Every number a page shows comes from the functions the JSON API calls -- :class:
 VlmhubService` (``models``, ``model``, ``select``, ``predict``) and :mod:`vlmhub.evaluation.profile` -- so a
 page and ``/v1/...`` agree for the same request (tests/test_web.py checks it). Bad input renders an error page
 with the library's message (what is wrong and how to fix it) and the status the API would give; nothing is
-written. Profiles are computed once per graph version and kept on the router's own state object.
+written. Profiles are computed once per graph version and set of labeled models, and kept on the router's own
+state object.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the Request annotations of the local endpoints
@@ -28,12 +29,13 @@ MAX_COMPARE = 5
 
 @dataclass
 class _State:
-    """Per-router memo: hub profiles of the current graph version (recomputed when the graph changes)."""
+    """Per-router memo: hub profiles of the current graph version (recomputed when the graph or the set of
+    labeled models changes)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     profiles: Any = None
     graph: Any = None
-    version: str = ""
+    version: tuple = ()
 
 
 def _templates():
@@ -76,7 +78,8 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         from ...evaluation.profile import hub_profiles
 
         svc = get_service()
-        version = current_graph_version(svc.hub.settings)
+        # a model published while the server runs changes the labeled set, not the graph: both key the profiles
+        version = (current_graph_version(svc.hub.settings), tuple(svc.hub.labeled_model_ids()))
         with state.lock:
             if state.profiles is None or state.version != version:
                 with svc._lock:
