@@ -127,7 +127,7 @@ def _reset_stale_checks(db: "HubDB", config: WorkflowConfig) -> None:
         if utcnow() - updated > limit:
             try:
                 set_model_state(db, m.id, "submitted", reasons=["the check was interrupted; checking again"],
-                                actor="worker")
+                                actor="worker", expect="checking")
             except StateError:
                 pass
 
@@ -140,9 +140,9 @@ def _check_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
     _reset_stale_checks(db, config)
     for m in list_models(db, state="submitted"):
         try:
-            set_model_state(db, m.id, "checking", actor=worker_id)
+            set_model_state(db, m.id, "checking", actor=worker_id, expect="submitted")
         except StateError:
-            continue  # another worker took it
+            continue  # another worker took it (read the same submitted row, moved it first)
         out = check_in_sandbox(m.source, model_id=m.id, home=settings.home, limits=config.sandbox,
                                zero_shot=config.zero_shot_check,
                                env={"VLMHUB_WORDNET": str(settings.wordnet_dir)})
@@ -252,6 +252,8 @@ def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
     lab = store.label(model_id)
     lab.directory.mkdir(parents=True, exist_ok=True)
     with file_lock(lab.directory / ".publish.lock"):
+        if any(m.id == model_id for m in read_models_file(models_file(settings))):
+            return False  # another worker published it while this one waited for the lock
         for version in sorted({j.graph_version for j in jobs}):
             graph = load_graph(version, settings)
             for j in (j for j in jobs if j.graph_version == version):
