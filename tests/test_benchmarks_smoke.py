@@ -68,6 +68,15 @@ CASES = (
                               (rf"^cold start \(service \+ first select\): {NUM} s", 1),
                               (rf"^\| (GET|POST) /v1/[^|]+ \| \d+ \| 0 \| {NUM} \| {NUM} \|$", 8),
                               (rf"req/s, 0 errors$", 2), (rf"^server RSS before / after: {NUM} / {NUM} MB", 1)), slow=True),
+    # 2 `vlmhub worker` processes x 4 submitted tiny CLIPs under load: the exactly-once checks passed ("ok")
+    Case("bench_workers.py", ((rf"^jobs: \d+ label jobs \(4 models x \[\d+\] shards\), \d+ done, attempts \[\(1, \d+\)\], "
+                               r"labeled per worker: w1 \d+, w2 \d+$", 1),
+                              (rf"^time: workers started -> all 4 models checked, labeled, published: {NUM} s", 1),
+                              (rf"^load during labeling: 4 clients, \d+ requests in {NUM} s: {NUM} req/s, p50 {NUM} ms, "
+                               rf"p95 {NUM} ms, 0 errors$", 1),
+                              (rf"^\| (GET|POST) /v1/[^|]+ \| \d+ \| 0 \| {NUM} \| {NUM} \|$", 5),
+                              (r"^labels: \d+ shard artifacts and 4 published labels byte-identical to the single-worker run$", 1),
+                              (r"^no lost or duplicated job: ok$", 1)), slow=True),
     Case("measure_imagenet_top1.py", ((r"^toy-[abc]\t[01]\.\d{3}$", 3),), slow=True),
     Case("mll_variants.py", ((rf"^\| (precision|f1) \| (entropy|inverse_entropy|uniform) \| {NUM} / {NUM} \| {NUM} \| {NUM} \|$", 6),
                              (rf"^References: color-task: INB {NUM}, best single {NUM}, oracle {NUM}$", 1)), slow=True),

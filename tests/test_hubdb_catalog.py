@@ -107,6 +107,23 @@ def test_state_machine_walks_the_submission_stage_and_refuses_illegal_moves(db):
     assert n == 30
 
 
+def test_expect_makes_a_state_move_a_compare_and_set(db):
+    """Two workers that both read a model as submitted: only the first claim (submitted -> checking) succeeds;
+    the second is refused and writes nothing (the same-state move checking -> checking is otherwise a no-op)."""
+    from vlmhub.errors import StateError
+    from vlmhub.hubdb.catalog import add_model, get_model, set_model_state
+
+    add_model(db, "m", "toy:m", {})
+    assert set_model_state(db, "m", "checking", actor="w1", expect="submitted").state.value == "checking"
+    before = _audit(db, "model.state")
+    with pytest.raises(StateError, match="is checking, not submitted"):
+        set_model_state(db, "m", "checking", actor="w2", expect="submitted")
+    assert set_model_state(db, "m", "checking", actor="w2").state.value == "checking"  # without expect: a no-op move
+    assert get_model(db, "m").state.value == "checking" and _audit(db, "model.state")[: len(before)] == before
+    with pytest.raises(StateError):
+        set_model_state(db, "m", "submitted", expect="submitted")  # a stale reset of a model no longer checking
+
+
 def test_submissions_are_owned_and_withdrawn_only_by_their_submitter_or_an_admin(db):
     from vlmhub.errors import ConfigError, ConflictError, NotFoundError, PermissionDenied
     from vlmhub.hubdb.auth import Principal

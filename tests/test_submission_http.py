@@ -1,5 +1,6 @@
-"""The submission stage over HTTP: a submitter uploads a real tiny CLIP package, a worker checks and labels it,
-the submission reports ready, and the running service selects with the new model without a restart.
+"""The submission stage over HTTP: a submitter uploads real tiny CLIP packages (one trained on colours, one random),
+a worker process checks and labels them, the submissions report ready, and the running service's selection picks
+the trained model for the colours it is good at, without a restart.
 Anonymous clients, readers and other submitters are refused with 401/403 and nothing is written."""
 
 from __future__ import annotations
@@ -10,12 +11,8 @@ import zipfile
 import pytest
 
 from vlmhub.submission import pack_folder
-from vlmhub.submission.sandbox import SandboxLimits
-from vlmhub.submission.workflow import WorkflowConfig, process
 
 pytestmark = pytest.mark.slow  # the check starts a sandboxed Python with torch
-
-CONFIG = WorkflowConfig(sandbox=SandboxLimits(seconds=300), zero_shot_check=False, nodes_per_shard=3)
 
 
 @pytest.fixture
@@ -49,9 +46,26 @@ def _auth(tok):
     return {"Authorization": f"Bearer {tok}"}
 
 
-def test_submit_over_http_then_ready_then_selected(client, hub_settings, tiny_clip_dir):
-    from vlmhub.hubdb import HubDB
+def _run_worker(*args: str) -> str:
+    """A real ``vlmhub worker`` process on this test's home and backend (VLMHUB_HOME / VLMHUB_DATABASE_URL are
+    set by the fixtures); returns its log (stderr). Fails the test if the worker exits non-zero."""
+    import os
+    import subprocess
+    import sys
 
+    r = subprocess.run([sys.executable, "-m", "vlmhub.cli.main", "worker", "--no-zero-shot-check", "--nodes-per-shard", "3",
+                        "--check-seconds", "300", *args], env=dict(os.environ), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stderr
+
+
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple")
+
+
+def test_submit_over_http_then_ready_then_selected(client, hub_settings, tiny_clip_dir, colour_clip_dir):
+    """alice submits two tiny real CLIPs over HTTP -- one trained on colour swatches, one random -- a real worker
+    process checks and labels both, and the running service's selection picks the trained one for every colour
+    class of the graph (the classes it is good at) over the random one, among the hub's toy colour models."""
     s = hub_settings
     alice, bob, rita = _token(s, "alice", "submitter"), _token(s, "bob", "submitter"), _token(s, "rita", "reader")
     pkg = pack_folder(tiny_clip_dir)
@@ -76,20 +90,30 @@ def test_submit_over_http_then_ready_then_selected(client, hub_settings, tiny_cl
     assert client.get(f"/v1/submissions/{sub['id']}", headers=_auth(bob)).status_code == 403
     assert client.delete(f"/v1/submissions/{sub['id']}", headers=_auth(bob)).status_code == 403
     assert [x["id"] for x in client.get("/v1/submissions", headers=_auth(bob)).json()["submissions"]] == []
+    trained = {"package": ("colour.zip", pack_folder(colour_clip_dir), "application/zip")}
+    r = client.post("/v1/submissions", files=trained, data={"model_id": "colour-clip"}, headers=_auth(alice))
+    assert r.status_code == 201, r.text
+    sub2 = r.json()
 
-    with HubDB(s) as db:  # a worker (`vlmhub worker` runs the same loop)
-        steps = process(db, s, "w1", config=CONFIG)
-    assert steps[0].kind == "checked" and steps[-1].kind == "published"
+    log = _run_worker()  # checks both in the sandbox, labels them shard by shard, publishes them
+    steps = [line.split()[:2] for line in log.splitlines() if line.split()[:1] in (["checked"], ["published"])]
+    assert sorted(steps) == [["checked", "colour-clip"], ["checked", "tiny-clip"],
+                             ["published", "colour-clip"], ["published", "tiny-clip"]], log
+    for x in (sub, sub2):
+        view = client.get(f"/v1/submissions/{x['id']}", headers=_auth(alice)).json()
+        assert view["model"]["state"] == "ready" and view["labeling"]["fraction"] == 1.0, view
+    assert sorted((m["id"], m["state"]) for m in submitted()) == [("colour-clip", "ready"), ("tiny-clip", "ready")]
 
-    view = client.get(f"/v1/submissions/{sub['id']}", headers=_auth(alice)).json()
-    assert view["model"]["state"] == "ready" and view["labeling"]["fraction"] == 1.0
-    assert [(m["id"], m["state"]) for m in submitted()] == [("tiny-clip", "ready")]
-
-    task = {"name": "colours", "classes": ["red", "green", "blue"]}
-    r = client.post("/v1/select", json={"task": task, "k": 4})
+    # the running service sees both new models (no restart): 5 candidates, 2 chosen per class
+    r = client.post("/v1/select", json={"task": {"name": "colours", "classes": list(COLOURS)}, "k": 2})
     assert r.status_code == 200, r.text
-    ranked = [[m["id"] for m in c["models"]] for c in r.json()["classes"]]
-    assert all("tiny-clip" in ids for ids in ranked)  # the running service sees the new model, no restart
+    chosen = {c["name"]: [m["id"] for m in c["models"]] for c in r.json()["classes"]}
+    for colour, ids in chosen.items():
+        assert "colour-clip" in ids and "tiny-clip" not in ids, (colour, ids)
+    r = client.post("/v1/select", json={"task": {"name": "all", "classes": list(COLOURS)}, "k": 5})
+    ranked = {c["name"]: [m["id"] for m in c["models"]] for c in r.json()["classes"]}
+    assert all(set(ids) == {"toy-a", "toy-b", "toy-c", "colour-clip", "tiny-clip"} for ids in ranked.values()), ranked
+    assert all(ids[-1] == "tiny-clip" for ids in ranked.values()), ranked  # the random model is worst at every colour
 
 
 def test_hostile_uploads_are_refused_and_write_nothing(client, hub_settings):

@@ -166,13 +166,21 @@ def _move(db: "HubDB", s: Session, row: ModelRow, state: ModelState, reasons: Se
 
 
 def set_model_state(db: "HubDB", model_id: str, state: ModelState | str, *, reasons: Sequence[str] | None = None,
-                    actor: str | None = None) -> ModelRecord:
-    """Move a model to ``state`` (checked against ``MODEL_TRANSITIONS``), replacing its reasons when given."""
+                    actor: str | None = None, expect: ModelState | str | None = None) -> ModelRecord:
+    """Move a model to ``state`` (checked against ``MODEL_TRANSITIONS``), replacing its reasons when given.
+
+    ``expect`` makes the move a compare-and-set: it happens only if the model is in state ``expect`` when its row
+    is locked, else :class:`StateError` and nothing is written. Workers claim a submission this way
+    (``submitted -> checking``), so of two workers reading the same ``submitted`` row exactly one checks it."""
     state = ModelState(state)
+    expect = ModelState(expect) if expect is not None else None
     with db.write() as s:
         row = s.get(ModelRow, model_id, with_for_update=True)
         if row is None:
             raise UnknownModelError(f"no model {model_id!r} in the hub database. Run `vlmhub models list`.")
+        if expect is not None and row.state != expect:
+            raise StateError(f"model {model_id!r} is {row.state.value}, not {expect.value}: another worker or an "
+                             "admin moved it first; read its state again.")
         _move(db, s, row, state, reasons, actor)
         return _model(s, row)
 

@@ -131,7 +131,7 @@ def _reset_stale_checks(db: "HubDB", config: WorkflowConfig) -> None:
         if utcnow() - updated > limit:
             try:
                 set_model_state(db, m.id, "submitted", reasons=["the check was interrupted; checking again"],
-                                actor="worker")
+                                actor="worker", expect="checking")
             except StateError:
                 pass
 
@@ -144,9 +144,9 @@ def _check_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
     _reset_stale_checks(db, config)
     for m in list_models(db, state="submitted"):
         try:
-            set_model_state(db, m.id, "checking", actor=worker_id)
+            set_model_state(db, m.id, "checking", actor=worker_id, expect="submitted")
         except StateError:
-            continue  # another worker took it
+            continue  # another worker took it (read the same submitted row, moved it first)
         out = check_in_sandbox(m.source, model_id=m.id, home=settings.home, limits=config.sandbox,
                                zero_shot=config.zero_shot_check,
                                env={"VLMHUB_WORDNET": str(settings.wordnet_dir)})
@@ -313,6 +313,11 @@ def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
     spec: ModelSpec = _spec_from_dict(rec.spec)
     lab.directory.mkdir(parents=True, exist_ok=True)
     with file_lock(lab.directory / ".publish.lock"):
+        # another worker may have published it while this one waited for the lock: look again under it
+        known = builtin or any(m.id == model_id for m in read_models_file(models_file(settings)))
+        todo = {v for v in todo if not lab.is_complete(v)}
+        if not todo and known:
+            return False
         for version in _base_first(todo, {v: graph_base(db, v) for v in todo}):
             graph, base = _graph_and_base(db, settings, version)
             if base is not None and not lab.is_complete(base.version):
@@ -350,7 +355,6 @@ def _artifact(db: "HubDB", artifact_id: int | None):
 
 def _publish_one(db: "HubDB", settings: Settings) -> StepResult | None:
     from ..hubdb.catalog import list_models
-    from ..models.user_hub import models_file, read_models_file
 
     for m in list_models(db, state="ready"):
         if publish_model(db, settings, m.id):
