@@ -116,3 +116,27 @@ def test_disabled_user_cannot_authenticate(db):
         s.scalars(sa.select(UserRow).where(UserRow.name == "eve")).one().disabled = True
     with pytest.raises(AuthenticationError, match="disabled"):
         authenticate(db, t.token)
+
+
+def test_a_verified_secret_skips_scrypt_but_never_revocation(db, settings, db_url, monkeypatch):
+    """A repeated request with the same token pays no second scrypt (hubdb/tokencache.py); a wrong secret for a
+    known token id still runs scrypt and fails; a revocation made by another process (another HubDB on the same
+    database) is refused at once, cached or not."""
+    from vlmhub.errors import AuthenticationError
+    from vlmhub.hubdb import HubDB, auth
+
+    tok = auth.create_token(db, "dana", "submitter").token
+    calls = []
+    real = auth._hash
+    monkeypatch.setattr(auth, "_hash", lambda secret, salt: calls.append(1) or real(secret, salt))
+    assert auth.authenticate(db, tok).user == "dana" and len(calls) == 1
+    assert auth.authenticate(db, tok).user == "dana" and len(calls) == 1  # remembered
+    assert tok.rsplit("_", 1)[1] not in repr(vars(db.verified_tokens))  # the secret itself is not kept
+    wrong = tok[:-1] + ("A" if tok[-1] != "A" else "B")
+    with pytest.raises(AuthenticationError):
+        auth.authenticate(db, wrong)
+    assert len(calls) == 2
+    with HubDB(settings.with_(database_url=db_url)) as other:  # e.g. `vlmhub token revoke` in another process
+        auth.revoke_token(other, tok)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        auth.authenticate(db, tok)

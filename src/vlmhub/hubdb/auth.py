@@ -6,7 +6,9 @@ Principal(user='alice', role=<Role.SUBMITTER: 'submitter'>, token_id='...')
 
 A token reads ``vlmhub_<token id>_<secret>``: the 12-hex-digit token id is the public lookup key (it is what
 ``vlmhub token list`` shows and ``revoke`` takes); the 256-bit secret is checked against
-``scrypt(secret, salt, n=2**14, r=8, p=1)`` with a random 16-byte salt per token, compared in constant time.
+``scrypt(secret, salt, n=2**14, r=8, p=1)`` with a random 16-byte salt per token, compared in constant time,
+once per process and token: a repeated request is matched against an HMAC this process keeps
+(:mod:`~vlmhub.hubdb.tokencache`), while the token's row (revoked, expired, user disabled) is read every time.
 Every failure is an :class:`~vlmhub.errors.AuthenticationError` (HTTP 401) with one message per cause; a missing
 role is a :class:`~vlmhub.errors.PermissionDenied` (HTTP 403). Creating and revoking tokens is audited.
 """
@@ -164,8 +166,11 @@ def authenticate(db: "HubDB", token: str | None) -> Principal:
         _hash(secret, _DUMMY_SALT)  # the same work as a real check: no timing hint that a token id exists
         raise AuthenticationError("the token is not valid. Ask an admin for a token (`vlmhub token create`).")
     row, user = hit
-    if not hmac.compare_digest(_hash(secret, bytes.fromhex(row.salt)), row.hash):
-        raise AuthenticationError("the token is not valid. Ask an admin for a token (`vlmhub token create`).")
+    seen = db.verified_tokens
+    if not seen.known(token_id, secret, row.hash):  # scrypt once per process and token (hubdb/tokencache.py)
+        if not hmac.compare_digest(_hash(secret, bytes.fromhex(row.salt)), row.hash):
+            raise AuthenticationError("the token is not valid. Ask an admin for a token (`vlmhub token create`).")
+        seen.remember(token_id, secret, row.hash)
     now = utcnow()
     if row.revoked_at is not None:
         raise AuthenticationError(f"token {token_id} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC. "
@@ -209,6 +214,7 @@ def revoke_token(db: "HubDB", token_id: str, *, actor: str | None = None) -> Tok
     if isinstance(token_id, str) and token_id.startswith(TOKEN_PREFIX):
         m = _TOKEN_RE.match(token_id)
         token_id = m.group(1) if m else token_id
+    db.verified_tokens.forget(token_id)
     with db.write() as s:
         row = s.get(TokenRow, token_id)
         if row is None:

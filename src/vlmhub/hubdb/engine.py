@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import _deps  # noqa: F401
+from .tokencache import VerifiedTokens
 
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
@@ -106,6 +107,9 @@ class HubDB:
         self._immediate = self.engine.execution_options(vlmhub_immediate=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._immediate, expire_on_commit=False)
+        #: secrets this process has verified, by token id (an HMAC under a per-process key, never the secret):
+        #: a repeated request skips the scrypt check; the row is still read each time (revocation, expiry)
+        self.verified_tokens = VerifiedTokens()
         if auto_upgrade:
             try:
                 from .migrate import current_revision, head_revision
