@@ -26,7 +26,7 @@ def pages(model_ids: list[str], classes: str) -> list[tuple[str, str]]:
     q = urlencode({"classes": classes, "name": "demo", "domain": "color swatch", "k": 2})
     return [("catalog", "/"), ("model", f"/models/{a}"), ("compare", "/compare?ids=" + ",".join(model_ids[:3])),
             ("task", "/task?" + q), ("predict", "/predict?" + q), ("error", "/task?classes=red%0Ablue&k=99"),
-            ("notfound", "/models/no-such-model")] + ([("model-b", f"/models/{b}")] if b != a else [])
+            ("notfound", "/models/no-such-model"), ("signin", "/signin")] + ([("model-b", f"/models/{b}")] if b != a else [])
 
 
 def main(argv: list[str] | None = None) -> int:
