@@ -309,6 +309,16 @@ def test_catalog_shows_the_hub_database_states_and_label_coverage(toy_hub):
         assert list(_catalog_rows(c.get("/?sort=-coverage&source=hf").text)) == ["sub-half", "sub-bad", "sub-new"]
         r = c.get("/?source=open_clip")
         assert r.status_code == 400 and "sources: builtin, hf" in r.text
+        # every catalog row links to its page; a submission's page shows its state and labeling progress
+        assert 'href="/models/sub-half"' in html and 'href="/models/sub-bad"' in html
+        page = c.get("/models/sub-half")
+        assert page.status_code == 200 and 'data-state="labeling"' in page.text
+        assert f'value="{want_cov}"' in page.text and f"{100 * want_cov:.1f}% of the graph" in page.text
+        assert 'http-equiv="refresh"' in page.text  # live while it is labeled, without JavaScript
+        page = c.get("/models/sub-bad")
+        assert 'data-state="rejected"' in page.text and "weights are not safetensors" in page.text
+        assert 'http-equiv="refresh"' not in page.text
+        assert c.get("/models/no-such-model").status_code == 404
 
 
 def _picks(html: str) -> list[tuple[str, list[tuple[str, float]]]]:

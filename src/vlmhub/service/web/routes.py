@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from ...errors import ConfigError, NotLabeledError, TaskError, VlmhubError
+from ...errors import ConfigError, NotLabeledError, TaskError, UnknownModelError, VlmhubError
 
 __all__ = ["web_router", "PAGE_SIZE", "SORT_KEYS"]
 
@@ -157,11 +157,17 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         return hp, (hp.get(model_id) if model_id in ids else None)
 
     @router.get("/models/{model_id:path}", response_class=HTMLResponse)
-    def model(model_id: str):
+    def model(request: Request, model_id: str):
         svc = get_service()
         try:
             m = svc.model(model_id)
             hp, prof = _profile_or_none(model_id)
+        except UnknownModelError as exc:  # a submission still on its way (checking, labeling) or rejected
+            entry = _submission_entry(svc, request, model_id)
+            if entry is None:
+                return error(exc)
+            live = entry.state in ("submitted", "checking", "queued", "labeling")
+            return render("model_pending.html", title=model_id, e=entry, live=live)
         except VlmhubError as exc:
             return error(exc)
         chart = None
@@ -310,6 +316,16 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         return render("predict.html", title="Predictions", form=form, rows=result)
 
     return router
+
+
+def _submission_entry(svc, request, model_id: str):
+    """The catalog entry of a hub-database submission not (yet) in the hub's catalog, or None."""
+    from ...hub import catalog_entries
+
+    db = _db_if_any(request)
+    if db is None:
+        return None
+    return next((e for e in catalog_entries(svc.hub, db) if e.id == model_id and e.origin == "submission"), None)
 
 
 def _db_if_any(request):
