@@ -7,6 +7,7 @@ reason, only when Ray cannot be imported.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -48,6 +49,51 @@ def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_p
     assert got == want
     again = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
     assert sorted(again.skipped) == ids  # complete labels are not recomputed
+
+
+@pytest.mark.slow  # two labelings of the toy hub on the WordNet graph, one of them on Ray
+def test_cli_label_ray_writes_the_labels_of_cli_label(ray_cluster, settings, color_data, tmp_path, capsys):
+    """`vlmhub label --ray` (2 Ray workers) stores labels byte for byte those of `vlmhub label`; its bar counts shards."""
+    from vlmhub.cli.main import main
+    from vlmhub.concepts.graph import current_graph
+
+    local, on_ray = settings.home, tmp_path / "ray-home"
+    argv = ["label", "--models", "toy-a,toy-b,toy-c", "--samples", str(color_data["samples"])]
+    assert main(["--home", str(local), *argv, "-q"]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(on_ray), *argv, "--ray", "--ray-workers", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "shard" in err  # the progress bar over shards
+    graph = current_graph(settings)
+    ray_settings = dataclasses.replace(settings, home=on_ray)
+    assert current_graph(ray_settings).version == graph.version
+    ids = ["toy-a", "toy-b", "toy-c"]
+    assert _label_bytes(ray_settings, ids, graph) == _label_bytes(settings, ids, graph)
+    # a second run finds everything labeled and computes nothing
+    assert main(["--home", str(on_ray), *argv, "--ray", "--json", "-q"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["already_labeled"]) == ids
+
+
+def test_ray_address_comes_from_the_option_then_vlmhub_ray_address(settings, monkeypatch):
+    from vlmhub.cli.main import _ray_options, build_parser
+    from vlmhub.errors import ConfigError
+    from vlmhub.labeling.ray_backend import RayOptions
+    from vlmhub.settings import Settings
+
+    def opts(*argv):
+        args = build_parser().parse_args(["label", *argv])
+        args.settings = Settings(home=settings.home)
+        return _ray_options(args)
+
+    monkeypatch.delenv("VLMHUB_RAY_ADDRESS", raising=False)
+    assert opts() is None  # no --ray: the local labeler
+    assert opts("--ray").resolved_address(Settings(home=settings.home)) is None  # a local Ray for the command
+    assert opts("--ray", "ray://head:10001", "--ray-workers", "3") == RayOptions("ray://head:10001", workers=3)
+    monkeypatch.setenv("VLMHUB_RAY_ADDRESS", "auto")
+    assert opts("--ray").resolved_address(Settings(home=settings.home)) == "auto"
+    assert opts("--ray", "ray://other:10001").resolved_address(Settings(home=settings.home)) == "ray://other:10001"
+    with pytest.raises(ConfigError, match="whole number >= 1"):
+        opts("--ray", "--ray-workers", "0")
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

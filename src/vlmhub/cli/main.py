@@ -102,6 +102,17 @@ def _write_plot(arg: str, png: bytes) -> None:
     print(f"wrote {arg}", file=sys.stderr)
 
 
+def _ray_options(args):
+    """``--ray [ADDRESS]`` / ``--ray-workers`` as :class:`~vlmhub.labeling.ray_backend.RayOptions` (``None``: no Ray).
+    ``--ray`` alone: ``VLMHUB_RAY_ADDRESS``, else a local Ray for the command."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from ..labeling.ray_backend import RayOptions
+
+    workers = args.ray_workers if args.ray_workers is not None else args.settings.num_workers
+    return RayOptions(address=args.ray or None, workers=workers)
+
+
 def cmd_label(args) -> int:
     from ..concepts.renditions import Rendition
     from ..errors import ConfigError
@@ -116,7 +127,7 @@ def cmd_label(args) -> int:
     graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
     print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
           f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
-    report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends)
+    report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends, ray=_ray_options(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -281,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--rendition", help="read labels under a rendition of the samples: original (default), "
                         "lowres32, gray, gray48, or auto (from the task's domain); see docs/mll.md")
 
+    def ray_opts(sp, what):
+        sp.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help=f"{what} on a Ray cluster (pip install 'vlmhub[ray]'): ADDRESS of a running one (auto, "
+                        "ray://head:10001); without it $VLMHUB_RAY_ADDRESS, else a local Ray for this command")
+        sp.add_argument("--ray-workers", type=int, metavar="N",
+                        help="with --ray: Ray actors per stage (default $VLMHUB_WORKERS or 2)")
+
     sp = sub.add_parser("label", help="label every hub model not yet labeled (Eq. 2-4)")
     common(sp)
     sp.add_argument("--samples", help="concept-sample sets (names under images/ or folders), comma-separated")
@@ -289,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="recompute labels from scratch")
     sp.add_argument("--renditions", default="original",
                     help="label the samples under these renditions too, comma-separated (original,lowres32,gray,gray48)")
+    ray_opts(sp, "label")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_label)
 
