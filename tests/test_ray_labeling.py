@@ -96,6 +96,81 @@ def test_ray_address_comes_from_the_option_then_vlmhub_ray_address(settings, mon
         opts("--ray", "--ray-workers", "0")
 
 
+class _DiesOnce:
+    """A toy model (delegated to) whose first trunk forward after some chunk was embedded anywhere publishes its
+    worker's pid in ``marks/victim`` and waits there to be killed; every other forward just runs."""
+
+    def __init__(self, inner, marks):
+        self.__dict__.update(inner=inner, marks=str(marks))
+
+    def __getattr__(self, name):
+        if name in ("inner", "marks"):  # while unpickling, before __dict__ is filled
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def image_features(self, pixels):
+        import os
+        import time
+        import uuid
+        from pathlib import Path
+
+        marks = Path(self.marks)
+        if any(marks.glob("done-*")) and not (marks / "victim").exists():
+            tmp = marks / f"victim-{os.getpid()}"
+            tmp.write_text(str(os.getpid()))
+            try:
+                os.link(tmp, marks / "victim")  # exactly one forward becomes the victim
+            except FileExistsError:
+                pass
+            else:
+                time.sleep(120)  # killed here by the test
+        out = self.inner.image_features(pixels)
+        (marks / f"done-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
+        return out
+
+
+@pytest.mark.slow  # Ray Data with a worker restart: ~20-30 s on a 2-core machine
+def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, tmp_path):
+    """SIGKILL of a Ray worker process in the middle of a chunk: the actor restarts, the chunk is retried and
+    the labels are byte for byte the local ones."""
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    from vlmhub.labeling.ray_backend import label_models_ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    ids = ["toy-a", "toy-b", "toy-c"]
+    graph = toy_hub.graph()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    models = [_DiesOnce(m, marks) for m in toy_hub.models(ids)]
+    assert len(graph.image_ids()) > 2 * toy_hub.settings.batch_size  # several chunks per trunk: a kill mid-run
+    killed: list[int] = []
+    before: set = set()  # chunks embedded when the worker was killed
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (marks / "victim").exists():
+            time.sleep(0.05)
+        if (marks / "victim").exists():
+            pid = int((marks / "victim").read_text())
+            before.update(marks.glob("done-*"))
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    other = dataclasses.replace(toy_hub.settings, home=tmp_path / "ray-hub")
+    label_models_ray(models, graph, other, concurrency=2, max_retries=2, progress=False)
+    thread.join(timeout=5)
+    assert len(killed) == 1 and killed[0] != os.getpid()
+    assert set(marks.glob("done-*")) - before  # the killed worker's chunk was embedded again after the kill
+    assert _label_bytes(other, ids, graph) == _label_bytes(toy_hub.settings, ids, graph)
+
+
 def test_missing_ray_names_the_extra(monkeypatch):
     import builtins
 
