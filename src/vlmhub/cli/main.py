@@ -158,6 +158,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from ..errors import ConfigError
     from ..selection.config import SelectionConfig, check_int
 
     hub = _hub(args)
@@ -166,6 +167,13 @@ def cmd_predict(args) -> int:
     SelectionConfig(k=args.k, alpha=cfg.get("alpha"), k_nodes=cfg.get("k_nodes"), metric=cfg.get("metric"),
                     weighting=args.weighting)
     check_int("--batch-size", args.batch_size, 1, 100_000)
+    ray = _ray_options(args)
+    parquet = bool(args.out) and args.out.lower().endswith(".parquet")
+    if ray is not None and not parquet:
+        raise ConfigError("--ray writes Parquet: pass --out FILE.parquet (e.g. --out preds.parquet).")
+    if parquet and ray is None:
+        raise ConfigError(f"--out {args.out}: Parquet output is written on Ray; add --ray (pip install 'vlmhub[ray]') "
+                          "or name a .csv file.")
     if args.out:
         _writable_file(args.out, "--out")
         from ..imaging import image_files
@@ -174,8 +182,14 @@ def cmd_predict(args) -> int:
 
         files = image_files(args.images)
         predictor = BatchPredictor(task, hub=hub, k=args.k, weighting=args.weighting, selection=_config(args))
-        report = predict_to_csv(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
-                                progress=not args.quiet)
+        if ray is not None:
+            from ..reuse.ray_predict import predict_to_parquet_ray
+
+            report = predict_to_parquet_ray(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
+                                            progress=not args.quiet, ray=ray)
+        else:
+            report = predict_to_csv(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
+                                    progress=not args.quiet)
         if args.json:
             print(json.dumps(report.to_dict(), indent=1))
         else:
@@ -326,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     selection_opts(sp)
     sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
                     help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
-    sp.add_argument("--out", help="write image,class,confidence rows to this CSV, resumably (re-run the same command "
-                    "after a crash to continue)")
+    sp.add_argument("--out", help="write image,class,confidence rows to this CSV (or, with --ray, Parquet file), "
+                    "resumably (re-run the same command after a crash to continue)")
     sp.add_argument("--batch-size", type=int, default=64, help="images per batch with --out (default 64)")
     sp.add_argument("--restart", action="store_true", help="with --out: discard an unfinished earlier run")
+    ray_opts(sp, "predict")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_predict)
 
