@@ -30,7 +30,7 @@ from ..models.base import ZeroShotModel
 from ..settings import Settings, get_settings
 from .labeler import LabelReport, embed_chunk, label_models
 
-__all__ = ["ChunkEmbedder", "RayImageBackend", "RayOptions", "label_models_ray", "import_ray", "ray_session"]
+__all__ = ["ChunkEmbedder", "RayImageBackend", "RayOptions", "label_models_ray", "import_ray", "ray_session", "deref"]
 
 
 def import_ray(purpose: str = "labeling on Ray") -> Any:
@@ -100,16 +100,28 @@ def ray_session(address: str | None = None, *, purpose: str = "labeling on Ray")
             ray.shutdown()
 
 
+def deref(value: Any) -> Any:
+    """``ray.get(value)`` for a Ray ``ObjectRef`` (how big constructor arguments reach actors: put in the object
+    store once by the driver, fetched once per actor), else ``value`` itself."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and isinstance(value, ray.ObjectRef):
+        return ray.get(value)
+    return value
+
+
 class ChunkEmbedder:
     """Ray Data callable class: holds one trunk group's models and embeds whole chunks of image refs.
 
-    A batch holds chunk numbers (``{"chunk": int array}``); the output has one row per image:
-    ``chunk``, ``row`` (position in its chunk) and ``emb_<j>`` (model j's embedding).
+    ``models`` and ``chunks`` may be ``ObjectRef`` s (:func:`deref`). A batch holds chunk numbers
+    (``{"chunk": int array}``); the output has one row per image: ``chunk``, ``row`` (position in its chunk)
+    and ``emb_<j>`` (model j's embedding).
     """
 
     def __init__(self, models: Sequence[ZeroShotModel], chunks: Sequence[Sequence[tuple]]):
-        self.models = list(models)
-        self.chunks = [list(c) for c in chunks]
+        self.models = list(deref(models))
+        self.chunks = [list(c) for c in deref(chunks)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cols: dict[str, list] = {"chunk": [], "row": []}
@@ -140,7 +152,9 @@ class RayImageBackend:
         if not chunks:
             return
         ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
-        out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": list(group), "chunks": list(chunks)},
+        # the models and the chunk list go into the object store once (held here until the last chunk is in)
+        models_ref, chunks_ref = ray.put(list(group)), ray.put([list(c) for c in chunks])
+        out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
                              batch_size=1, batch_format="numpy", concurrency=min(self.concurrency, len(chunks)),
                              num_cpus=self.num_cpus,
                              max_restarts=self.max_retries, max_task_retries=self.max_retries)

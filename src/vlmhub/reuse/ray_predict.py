@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError, missing_extra
-from ..labeling.ray_backend import RayOptions, ray_session
+from ..labeling.ray_backend import RayOptions, deref, ray_session
 from ..storage.atomic import atomic_write_bytes, atomic_write_json, read_json
 from .batch import BatchPredictor, predicted_classes
 from .ensemble import ensemble_scores, zero_shot_probs
@@ -61,13 +61,14 @@ def _pyarrow() -> tuple[Any, Any]:
 class ModelProbs:
     """Ray Data callable class: one selected model's zero-shot probabilities (Eq. 1) of whole chunks.
 
-    A batch holds chunk numbers (``chunk``) and the columns of earlier stages; this stage adds ``column``:
+    ``model`` and ``chunks`` may be ``ObjectRef`` s. A batch holds chunk numbers (``chunk``) and the columns of
+    earlier stages; this stage adds ``column``:
     per chunk a ``(width, C)`` array (rows past the chunk's length are zero)."""
 
     def __init__(self, model: Any, class_emb: np.ndarray, chunks: Sequence[Sequence[tuple[str, str]]], column: str,
                  width: int):
-        self.model, self.class_emb, self.column, self.width = model, np.asarray(class_emb), column, width
-        self.chunks = [[(i, Path(p)) for i, p in c] for c in chunks]
+        self.model, self.class_emb, self.column, self.width = deref(model), np.asarray(class_emb), column, width
+        self.chunks = [[(i, Path(p)) for i, p in c] for c in deref(chunks)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from ..models.runner import embed_images
@@ -204,9 +205,13 @@ def _run_on_ray(predictor: BatchPredictor, chunks: Sequence[Sequence[tuple[str, 
     cpus = opts.num_cpus / len(model_ids)
     with ray_session(opts.resolved_address(predictor.hub.settings), purpose="prediction on Ray") as ray:
         ds = ray.data.from_items([{"chunk": ci} for ci in todo], override_num_blocks=len(todo))
+        # the file list and each model go into the object store once (held here until the last chunk is in)
+        chunks_ref = ray.put([list(c) for c in chunks])
+        model_refs = {m: ray.put(ens.models[m]) for m in model_ids}
         for m in model_ids:
             ds = ds.map_batches(ModelProbs, fn_constructor_kwargs={
-                "model": ens.models[m], "class_emb": ens.class_emb[m], "chunks": chunks, "column": columns[m], "width": width},
+                "model": model_refs[m], "class_emb": ens.class_emb[m], "chunks": chunks_ref, "column": columns[m],
+                "width": width},
                 batch_size=1, batch_format="numpy", concurrency=min(opts.workers, len(todo)), num_cpus=cpus,
                 max_restarts=opts.max_retries, max_task_retries=opts.max_retries)
         ds = ds.map_batches(combine_chunk, fn_kwargs={"columns": columns, "members": ens.members,
