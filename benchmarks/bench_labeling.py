@@ -1,7 +1,8 @@
 """Labeling throughput per trunk of the offline hub vs the backbone's raw batched forward.
 
 Run:  python benchmarks/bench_labeling.py [--n 128] [--batch 64] [--backbones lite0 lite1 lite2] [--threads 1]
-      python benchmarks/bench_labeling.py --smoke   # 4 synthetic images, conse-lite0 only (a slow test runs it)
+                                          [--ray-workers 1 2 | --ray-workers]   # (no Ray columns)
+      python benchmarks/bench_labeling.py --smoke   # 8 synthetic images, conse-lite0 only (a slow test runs it)
 
 Real images: the first ``--n`` files of ``<data>/images/imagenet-sample`` (``get_settings().images_dir``).
 Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> share its trunk) it prints, in images/s:
@@ -11,7 +12,12 @@ Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> shar
 * ``heads``       the models' ``project_image`` on the trunk output;
 * ``label``       ``label_models`` end to end on a temporary hub whose graph holds the N images (captions
                    pre-encoded so text is not timed): decode, forward, heads, shard writes;
-* ``ratio``       label / raw fwd (goal >= 0.9) and the split of the labeling wall time.
+* ``ray xW``      ``label_models_ray`` end to end with W Ray actors (a local Ray of ``max(W)`` CPUs started once;
+                   each run labels a fresh home, so actor start and model shipping are in the time); below the
+                   table per W: the fixed cost (a run on W chunks) and the steady rate
+                   (N - W*batch images / the difference of the two run times) per worker vs raw fwd;
+* ``ratio``       label / raw fwd (goal >= 0.9), ``ray/W`` the Ray figure per worker / raw fwd, and the split of
+                   the labeling wall time.
 
 Thread settings are printed; torch runs ``--threads`` threads while the labeler's preprocessing thread runs
 beside it, so on a 2-core machine ``--threads 1`` leaves one core to decoding. No assertions.
@@ -51,7 +57,8 @@ def _graph(refs):
     return SemanticGraph((node,), {r[0]: str(r[1]) for r in refs}, ("bench",), len(refs))
 
 
-def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse", "label", "wnhier")) -> dict:
+def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse", "label", "wnhier"),
+                   ray_workers: tuple[int, ...] = ()) -> dict:
     from vlmhub.labeling.labeler import label_models
     from vlmhub.models import create_model
     from vlmhub.models.runner import _prep_batch
@@ -98,7 +105,30 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse"
             ids = [r[0] for r in refs[i : i + batch]]
             tab.append(ids, np.ones((len(ids), dim), np.float32))
     t_write = time.perf_counter() - t
-    return {"n": n, "prep": t_prep, "fwd": t_fwd, "heads": t_heads, "label": t_label, "write": t_write}
+    out = {"n": n, "prep": t_prep, "fwd": t_fwd, "heads": t_heads, "label": t_label, "write": t_write}
+    if ray_workers:
+        import dataclasses
+
+        from vlmhub.labeling.ray_backend import label_models_ray
+        from vlmhub.labeling.labels import LabelStore
+
+        want = {m.id: LabelStore(settings).label(m.id).images.get([r[0] for r in refs]).tobytes() for m in models}
+        for w in ray_workers:
+            # the fixed cost (actors start, models shipped, one chunk each): a run on w chunks only
+            few = refs[: batch * w]
+            s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}-fixed")
+            t = time.perf_counter()
+            label_models_ray(models, _graph(few), s, concurrency=w, batch_size=batch, progress=False)
+            out[f"ray{w}_fixed"] = time.perf_counter() - t
+            s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}")
+            t = time.perf_counter()
+            label_models_ray(models, graph, s, concurrency=w, batch_size=batch, progress=False)
+            out[f"ray{w}"] = time.perf_counter() - t
+            out[f"ray{w}_steady"] = ((n - len(few)) / (out[f"ray{w}"] - out[f"ray{w}_fixed"])
+                                     if n > len(few) and out[f"ray{w}"] > out[f"ray{w}_fixed"] else float("nan"))
+            got = {m.id: LabelStore(s).label(m.id).images.get([r[0] for r in refs]).tobytes() for m in models}
+            out[f"ray{w}_same"] = got == want
+    return out
 
 
 def main(argv=None) -> int:
@@ -109,24 +139,43 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--families", nargs="+", default=["conse", "label", "wnhier"], help="heads on each trunk")
     ap.add_argument("--smoke", action="store_true",
-                    help="4 synthetic images, batch 4, conse-lite0 only (its 1,000 class texts are encoded once: ~10 s)")
+                    help="8 synthetic images, batch 4, conse-lite0 only (its 1,000 class texts are encoded once: ~10 s)")
+    ap.add_argument("--ray-workers", type=int, nargs="*", default=[1, 2],
+                    help="also label on a local Ray with these numbers of actors (none: no Ray columns)")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
+    ray_workers = tuple(args.ray_workers)
+    if ray_workers:
+        try:
+            import ray
+            import ray.data  # noqa: F401
+        except ImportError:
+            print("Ray is not installed (pip install 'vlmhub[ray]'): no Ray columns")
+            ray_workers = ()
+    if ray_workers:
+        t = time.perf_counter()
+        ray.init(num_cpus=max(ray_workers), include_dashboard=False, object_store_memory=200 * 1024**2,
+                 log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        print(f"local Ray with {max(ray_workers)} CPUs started in {time.perf_counter() - t:.1f} s (not in the figures)")
     print(thread_report())
     tmp = Path(tempfile.mkdtemp(prefix="vlmhub-bench-label-"))
+    differ = False
     try:
         if args.smoke:
-            args.n, args.batch, args.backbones, args.families = 4, 4, ["lite0"], ["conse"]
+            args.n, args.batch, args.backbones, args.families = 8, 4, ["lite0"], ["conse"]
             refs = synthetic_images(tmp / "images", args.n)
             print(f"{len(refs)} SYNTHETIC images (smoke), batch {args.batch}; figures in images/s")
         else:
             refs = _images(args.n)
             print(f"{len(refs)} real images from imagenet-sample, batch {args.batch}; figures in images/s")
-        print(f"{'trunk':<18}{'raw fwd':>9}{'prep':>8}{'heads':>8}{'label':>8}{'ratio':>7}   "
+        ray_cols = "".join(f"{f'ray x{w}':>9}" for w in ray_workers)
+        ray_ratio = "".join(f"{f'ray/{w}':>7}" for w in ray_workers)
+        print(f"{'trunk':<18}{'raw fwd':>9}{'prep':>8}{'heads':>8}{'label':>8}{ray_cols}{'ratio':>7}{ray_ratio}   "
               "labeling wall time split (serial estimate)")
         for b in args.backbones:
             try:
-                r = bench_backbone(b, refs, args.batch, tmp, args.families)
+                r = bench_backbone(b, refs, args.batch, tmp, args.families, ray_workers)
             except ImportError as exc:  # the weights' package (MissingExtraError is an ImportError)
                 if args.smoke:
                     skip(f"efficientnet-{b} weights are not installed: {exc}")
@@ -137,12 +186,22 @@ def main(argv=None) -> int:
             split = (f"fwd {100 * r['fwd'] / r['label']:.0f}%, heads {100 * r['heads'] / r['label']:.0f}%, "
                      f"writes {100 * r['write'] / r['label']:.0f}%, prep {r['prep']:.2f} s "
                      f"({'hidden' if r['prep'] < serial else 'NOT hidden'} behind fwd+heads+writes {serial:.2f} s)")
+            rays = {w: n / r[f"ray{w}"] for w in ray_workers}
             print(f"efficientnet-{b:<5}{ips['fwd']:>9.1f}{ips['prep']:>8.1f}{ips['heads']:>8.0f}{ips['label']:>8.1f}"
-                  f"{ips['label'] / ips['fwd']:>7.2f}   {split}")
+                  + "".join(f"{rays[w]:>9.1f}" for w in ray_workers)
+                  + f"{ips['label'] / ips['fwd']:>7.2f}" + "".join(f"{rays[w] / w / ips['fwd']:>7.2f}" for w in ray_workers)
+                  + f"   {split}")
+            for w in ray_workers:
+                print(f"  ray x{w}: end to end {rays[w]:.1f} img/s, fixed cost {r[f'ray{w}_fixed']:.1f} s (actors, "
+                      f"{w} chunk(s)), steady {r[f'ray{w}_steady']:.1f} img/s = {r[f'ray{w}_steady'] / w / ips['fwd']:.2f} "
+                      f"x raw fwd per worker; labels byte for byte the single-process labels: {r[f'ray{w}_same']}")
+                differ = differ or not r[f"ray{w}_same"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if ray_workers:
+            ray.shutdown()
     print(f"peak RSS {rss_mb():.0f} MB")
-    return 0
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":

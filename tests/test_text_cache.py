@@ -66,3 +66,17 @@ def test_bench_text_cache_smoke(capsys, monkeypatch):
     runpy.run_path(str(path), run_name="__main__")
     out = capsys.readouterr().out
     assert "new append ms" in out and len(out.strip().splitlines()) == 3
+
+
+def test_a_used_cache_pickles_and_the_copy_reads_the_same_file(tmp_path):
+    """A model holding a text cache is shipped to Ray workers by pickle: the copy opens its own connection."""
+    import pickle
+
+    c = CachedTextEmbedder(HashingEmbedder(32), tmp_path)
+    want = c.encode(["a", "b"])  # the connection (and its lock) now exist
+    copy = pickle.loads(pickle.dumps(c))
+    copy.inner = counting = _Counting()
+    np.testing.assert_array_equal(copy.encode(["a", "b"]), want)
+    assert counting.calls == 0  # read from the file, not recomputed
+    copy.encode(["c"])  # and the copy writes to it
+    assert counting.calls == 1 and set(c.lookup(["c"])) == {"c"}

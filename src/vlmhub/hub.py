@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 
 from .concepts.graph import SemanticGraph, build_graph, current_graph, current_graph_version, save_graph
@@ -27,6 +27,9 @@ from .selection.config import SelectionConfig
 from .selection.mll import MLLConfig, MLLSelector, Selection
 from .settings import Settings, get_settings
 from .tasks import Task
+
+if TYPE_CHECKING:
+    from .labeling.ray_backend import RayOptions
 
 __all__ = ["Hub", "hub_model_ids", "CatalogEntry", "CatalogQuery", "catalog_entries", "CATALOG_STATES",
            "CATALOG_SORT_KEYS"]
@@ -109,16 +112,25 @@ class Hub:
 
     def label(self, model_ids: Sequence[str] | None = None, *, sample_sets: Sequence[str | Path] | None = None,
               max_images: int = 75, max_per_concept: int | None = None, force: bool = False, progress: bool = True,
-              graph: SemanticGraph | None = None, renditions: Sequence[str] = ("original",)) -> LabelReport:
+              graph: SemanticGraph | None = None, renditions: Sequence[str] = ("original",),
+              ray: "RayOptions | None" = None) -> LabelReport:
         """Label every model not yet labeled on the graph of ``sample_sets`` (built and made current).
 
         Rows that already exist (images, captions, renditions) are reused, so re-running is cheap and growing
-        the graph only embeds what is new.
+        the graph only embeds what is new. With ``ray`` (:class:`~vlmhub.labeling.ray_backend.RayOptions`) the
+        image stage runs on a Ray cluster (``pip install 'vlmhub[ray]'``); the labels are byte for byte the same.
         """
         if graph is None:
             graph = self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)
         models = self.models(model_ids)
-        report = label_models(models, graph, self.settings, force=force, progress=progress, renditions=renditions)
+        if ray is not None:
+            from .labeling.ray_backend import label_models_ray
+
+            report = label_models_ray(models, graph, self.settings, address=ray.resolved_address(self.settings),
+                                      concurrency=ray.workers, num_cpus=ray.num_cpus, max_retries=ray.max_retries,
+                                      force=force, progress=progress, renditions=renditions)
+        else:
+            report = label_models(models, graph, self.settings, force=force, progress=progress, renditions=renditions)
         save_graph(graph, self.settings)
         self._selectors.clear()
         return report

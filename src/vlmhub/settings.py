@@ -18,6 +18,8 @@ Data assets (:mod:`vlmhub.assets`) are looked up in ``data_dir`` -> ``user_data_
 the tables packaged inside vlmhub (:attr:`Settings.data_roots`).
 * ``wordnet_dir`` (``VLMHUB_WORDNET``): an nltk data folder holding ``corpora/wordnet``.
   Default ``<home>/nltk_data``; filled from Debian's ``wordnet-base`` on first use.
+* ``ray_address`` (``VLMHUB_RAY_ADDRESS``): the Ray cluster ``vlmhub label --ray`` and ``vlmhub predict --ray``
+  use when no address is given (``auto``, ``ray://head:10001``); unset: a local Ray started for the command.
 * ``database_url`` (``VLMHUB_DATABASE_URL``): the hub database (SQLAlchemy URL). Default a SQLite file
   ``<home>/hub.db``; a shared hub uses ``postgresql+psycopg://user@host/dbname`` (docs/hub.md).
 
@@ -147,6 +149,8 @@ class Settings:
     max_image_pixels: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_IMAGE_PIXELS", 40_000_000))
     #: SQLAlchemy URL of the hub database; ``None`` means the SQLite file ``<home>/hub.db`` (see :attr:`db_url`)
     database_url: str | None = field(default_factory=lambda: os.environ.get("VLMHUB_DATABASE_URL") or None)
+    #: Ray cluster of ``--ray`` without an address (``VLMHUB_RAY_ADDRESS``); ``None``: a local Ray per command
+    ray_address: str | None = field(default_factory=lambda: os.environ.get("VLMHUB_RAY_ADDRESS") or None)
     # -- limits of the HTTP service (docs/service.md); each refusal is a 413 / 422 problem body -----------
     #: bytes of one request body (checked from Content-Length and while the body streams in)
     max_request_bytes: int = field(default_factory=lambda: _env_int("VLMHUB_MAX_REQUEST_BYTES", 32 * 1024 * 1024))

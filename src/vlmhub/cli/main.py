@@ -102,6 +102,17 @@ def _write_plot(arg: str, png: bytes) -> None:
     print(f"wrote {arg}", file=sys.stderr)
 
 
+def _ray_options(args):
+    """``--ray [ADDRESS]`` / ``--ray-workers`` as :class:`~vlmhub.labeling.ray_backend.RayOptions` (``None``: no Ray).
+    ``--ray`` alone: ``VLMHUB_RAY_ADDRESS``, else a local Ray for the command."""
+    if getattr(args, "ray", None) is None:
+        return None
+    from ..labeling.ray_backend import RayOptions
+
+    workers = args.ray_workers if args.ray_workers is not None else args.settings.num_workers
+    return RayOptions(address=args.ray or None, workers=workers)
+
+
 def cmd_label(args) -> int:
     from ..concepts.renditions import Rendition
     from ..errors import ConfigError
@@ -116,7 +127,7 @@ def cmd_label(args) -> int:
     graph = hub.build_graph(samples, max_images=args.max_images, max_per_concept=args.max_per_concept)
     print(f"semantic graph {graph.version}: {len(graph)} nodes, {len(graph.image_ids())} sample images "
           f"from {', '.join(graph.sample_sets)}", file=sys.stderr)
-    report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends)
+    report = hub.label(force=args.force, progress=not args.quiet, graph=graph, renditions=rends, ray=_ray_options(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
@@ -147,6 +158,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from ..errors import ConfigError
     from ..selection.config import SelectionConfig, check_int
 
     hub = _hub(args)
@@ -155,6 +167,13 @@ def cmd_predict(args) -> int:
     SelectionConfig(k=args.k, alpha=cfg.get("alpha"), k_nodes=cfg.get("k_nodes"), metric=cfg.get("metric"),
                     weighting=args.weighting)
     check_int("--batch-size", args.batch_size, 1, 100_000)
+    ray = _ray_options(args)
+    parquet = bool(args.out) and args.out.lower().endswith(".parquet")
+    if ray is not None and not parquet:
+        raise ConfigError("--ray writes Parquet: pass --out FILE.parquet (e.g. --out preds.parquet).")
+    if parquet and ray is None:
+        raise ConfigError(f"--out {args.out}: Parquet output is written on Ray; add --ray (pip install 'vlmhub[ray]') "
+                          "or name a .csv file.")
     if args.out:
         _writable_file(args.out, "--out")
         from ..imaging import image_files
@@ -163,8 +182,14 @@ def cmd_predict(args) -> int:
 
         files = image_files(args.images)
         predictor = BatchPredictor(task, hub=hub, k=args.k, weighting=args.weighting, selection=_config(args))
-        report = predict_to_csv(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
-                                progress=not args.quiet)
+        if ray is not None:
+            from ..reuse.ray_predict import predict_to_parquet_ray
+
+            report = predict_to_parquet_ray(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
+                                            progress=not args.quiet, ray=ray)
+        else:
+            report = predict_to_csv(predictor, files, args.out, batch_size=args.batch_size, restart=args.restart,
+                                    progress=not args.quiet)
         if args.json:
             print(json.dumps(report.to_dict(), indent=1))
         else:
@@ -281,6 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--rendition", help="read labels under a rendition of the samples: original (default), "
                         "lowres32, gray, gray48, or auto (from the task's domain); see docs/mll.md")
 
+    def ray_opts(sp, what):
+        sp.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help=f"{what} on a Ray cluster (pip install 'vlmhub[ray]'): ADDRESS of a running one (auto, "
+                        "ray://head:10001); without it $VLMHUB_RAY_ADDRESS, else a local Ray for this command")
+        sp.add_argument("--ray-workers", type=int, metavar="N",
+                        help="with --ray: Ray actors per stage (default $VLMHUB_WORKERS or 2)")
+
     sp = sub.add_parser("label", help="label every hub model not yet labeled (Eq. 2-4)")
     common(sp)
     sp.add_argument("--samples", help="concept-sample sets (names under images/ or folders), comma-separated")
@@ -289,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="recompute labels from scratch")
     sp.add_argument("--renditions", default="original",
                     help="label the samples under these renditions too, comma-separated (original,lowres32,gray,gray48)")
+    ray_opts(sp, "label")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_label)
 
@@ -307,10 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     selection_opts(sp)
     sp.add_argument("--weighting", choices=["entropy", "inverse_entropy", "uniform"], default="inverse_entropy",
                     help="ensemble weights: inverse_entropy (default, official code; better on real data), entropy (Eq. 9 as printed), uniform")
-    sp.add_argument("--out", help="write image,class,confidence rows to this CSV, resumably (re-run the same command "
-                    "after a crash to continue)")
+    sp.add_argument("--out", help="write image,class,confidence rows to this CSV (or, with --ray, Parquet file), "
+                    "resumably (re-run the same command after a crash to continue)")
     sp.add_argument("--batch-size", type=int, default=64, help="images per batch with --out (default 64)")
     sp.add_argument("--restart", action="store_true", help="with --out: discard an unfinished earlier run")
+    ray_opts(sp, "predict")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_predict)
 

@@ -165,15 +165,17 @@ def label_models(
             missing_sets = {mid: set(t.missing(image_ids)) for mid, t in tables.items()}
             union = [i for i in image_ids if any(i in s for s in missing_sets.values())]
             refs = [all_refs[i] for i in union]
-            bar = tqdm(total=len(refs), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''})", unit="img", disable=not progress or not refs)
             chunks = [refs[i : i + batch_size] for i in range(0, len(refs), batch_size)]
+            # one step per stored shard (chunk of batch_size images), whichever backend computed it
+            bar = tqdm(total=len(chunks), desc=f"label {key} ({len(group)} model{'s' if len(group) > 1 else ''}, "
+                       f"{len(refs)} images)", unit="shard", disable=not progress or not refs)
             for ci, embs in (image_backend or local_image_embeddings)(group, chunks):
                 ids = [r[0] for r in chunks[ci]]
                 for m in group:
                     rows = [j for j, i in enumerate(ids) if i in missing_sets[m.id]]
                     if rows:
                         tables[m.id].append([ids[j] for j in rows], embs[m.id][rows])
-                bar.update(len(ids))
+                bar.update(1)
             bar.close()
             for m in group:
                 report.new_images[m.id] = len(missing_sets[m.id])

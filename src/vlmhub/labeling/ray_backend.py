@@ -1,14 +1,16 @@
 """Labeling on Ray: the image embeddings of a labeling job computed by Ray Data batch inference.
 
 :func:`label_models_ray` is :func:`~vlmhub.labeling.labeler.label_models` with its image stage on a Ray
-cluster (a local one started for the call unless ``address`` is given, e.g. ``"auto"`` after
-``ray start --head``). Per group of models sharing a trunk, the job's chunks of ``batch_size`` sample images
-(the graph shards) become a Ray dataset of chunk numbers, and ``Dataset.map_batches`` runs them through
-:class:`ChunkEmbedder`, a callable class that holds the group's loaded models: each of its ``concurrency``
-actors receives the models and the chunk list once (object store) and embeds many chunks. Every chunk is
-embedded exactly as the local labeler embeds it (same images in the same batch, same code:
-:func:`~vlmhub.labeling.labeler.embed_chunk`), so labels are byte for byte the local ones. The driver stores
-each chunk as it arrives (the same label files as today), so an interrupted run resumes at chunk granularity.
+cluster (``address``: ``"auto"`` after ``ray start --head``, ``"ray://head:10001"``; default
+``Settings.ray_address`` = ``VLMHUB_RAY_ADDRESS``, else a local Ray started for the call). Per group of models
+sharing a trunk, the job's chunks of ``batch_size`` sample images (the graph shards) become a Ray dataset of
+chunk numbers, and ``Dataset.map_batches`` runs them through :class:`ChunkEmbedder`, a callable class that
+holds the group's loaded models: each of its ``concurrency`` actors receives the models and the chunk list once
+(object store) and embeds many chunks. An actor whose worker process dies is restarted and its chunk retried
+(``max_restarts`` / ``max_task_retries`` = ``max_retries``). Every chunk is embedded exactly as the local
+labeler embeds it (same images in the same batch, same code: :func:`~vlmhub.labeling.labeler.embed_chunk`),
+so labels are byte for byte the local ones, whoever computed them and however often. The driver stores each
+chunk as it arrives (the same label files as today), so an interrupted run resumes at chunk granularity.
 Captions (one text forward per node) stay in the driver.
 
 Ray is an optional extra: ``pip install "vlmhub[ray]"``.
@@ -16,6 +18,8 @@ Ray is an optional extra: ``pip install "vlmhub[ray]"``.
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -23,32 +27,101 @@ import numpy as np
 from ..concepts.graph import SemanticGraph
 from ..errors import ConfigError, LabelError, missing_extra
 from ..models.base import ZeroShotModel
-from ..settings import Settings
+from ..settings import Settings, get_settings
 from .labeler import LabelReport, embed_chunk, label_models
 
-__all__ = ["ChunkEmbedder", "RayImageBackend", "label_models_ray", "import_ray"]
+__all__ = ["ChunkEmbedder", "RayImageBackend", "RayOptions", "label_models_ray", "import_ray", "ray_session", "deref"]
 
 
-def import_ray() -> Any:
+def import_ray(purpose: str = "labeling on Ray") -> Any:
     """``import ray`` (with Ray Data), or a :class:`~vlmhub.errors.MissingExtraError` naming the pip install."""
     try:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise missing_extra("ray[data]", "ray", "labeling on Ray") from None
+        raise missing_extra("ray[data]", "ray", purpose) from None
     return ray
+
+
+def _check_count(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be a whole number >= {low} (got {value!r}).")
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How a job runs on Ray: the cluster, actors per stage, CPUs per actor, retries after a worker dies.
+
+    ``address=None`` means ``Settings.ray_address`` (``VLMHUB_RAY_ADDRESS``), and when that is unset too, a
+    local Ray started for the job and stopped after it (:func:`ray_session`).
+    """
+
+    address: str | None = None
+    workers: int = 1
+    num_cpus: float = 1.0
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        _check_count("Ray workers (--ray-workers)", self.workers, 1)
+        _check_count("Ray max_retries", self.max_retries, 0)
+        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) or not self.num_cpus > 0:
+            raise ConfigError(f"CPUs per Ray worker must be a number > 0 (got {self.num_cpus!r}).")
+
+    def resolved_address(self, settings: Settings | None = None) -> str | None:
+        """The address to connect to: this one, else ``VLMHUB_RAY_ADDRESS`` of ``settings``, else ``None``
+        (a local Ray)."""
+        if self.address:
+            return self.address
+        return (settings or get_settings()).ray_address
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, *, purpose: str = "labeling on Ray") -> Iterator[Any]:
+    """Ray for one job: connect to ``address`` (``None``: start a local Ray) unless this process already has
+    Ray initialised (then that one is used and left running); shut down on exit what was started here.
+    Ray Data's own progress bars are off inside (vlmhub shows one bar over shards)."""
+    ray = import_ray(purpose)
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            raise ConfigError(f"cannot connect to the Ray cluster at {address!r} ({exc}). Start it with "
+                              "`ray start --head`, fix --ray / VLMHUB_RAY_ADDRESS, or omit the address for a local Ray.") from None
+        started = True
+    ctx = ray.data.DataContext.get_current()
+    bars = ctx.enable_progress_bars
+    ctx.enable_progress_bars = False
+    try:
+        yield ray
+    finally:
+        ctx.enable_progress_bars = bars
+        if started:
+            ray.shutdown()
+
+
+def deref(value: Any) -> Any:
+    """``ray.get(value)`` for a Ray ``ObjectRef`` (how big constructor arguments reach actors: put in the object
+    store once by the driver, fetched once per actor), else ``value`` itself."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and isinstance(value, ray.ObjectRef):
+        return ray.get(value)
+    return value
 
 
 class ChunkEmbedder:
     """Ray Data callable class: holds one trunk group's models and embeds whole chunks of image refs.
 
-    A batch holds chunk numbers (``{"chunk": int array}``); the output has one row per image:
-    ``chunk``, ``row`` (position in its chunk) and ``emb_<j>`` (model j's embedding).
+    ``models`` and ``chunks`` may be ``ObjectRef`` s (:func:`deref`). A batch holds chunk numbers
+    (``{"chunk": int array}``); the output has one row per image: ``chunk``, ``row`` (position in its chunk)
+    and ``emb_<j>`` (model j's embedding).
     """
 
     def __init__(self, models: Sequence[ZeroShotModel], chunks: Sequence[Sequence[tuple]]):
-        self.models = list(models)
-        self.chunks = [list(c) for c in chunks]
+        self.models = list(deref(models))
+        self.chunks = [list(c) for c in deref(chunks)]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cols: dict[str, list] = {"chunk": [], "row": []}
@@ -64,12 +137,14 @@ class ChunkEmbedder:
 
 
 class RayImageBackend:
-    """An :data:`~vlmhub.labeling.labeler.ImageBackend` running :class:`ChunkEmbedder` on Ray Data."""
+    """An :data:`~vlmhub.labeling.labeler.ImageBackend` running :class:`ChunkEmbedder` on Ray Data.
 
-    def __init__(self, concurrency: int = 1, num_cpus: float = 1.0):
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"concurrency must be a whole number >= 1 (got {concurrency!r})")
-        self.concurrency, self.num_cpus = concurrency, num_cpus
+    ``concurrency`` actors, ``num_cpus`` each; an actor whose process dies is restarted and its chunk
+    retried, up to ``max_retries`` times."""
+
+    def __init__(self, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3):
+        RayOptions(workers=concurrency, num_cpus=num_cpus, max_retries=max_retries)  # validates
+        self.concurrency, self.num_cpus, self.max_retries = concurrency, num_cpus, max_retries
 
     def __call__(self, group: Sequence[ZeroShotModel], chunks: Sequence[Sequence[tuple]]
                  ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -77,8 +152,12 @@ class RayImageBackend:
         if not chunks:
             return
         ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
-        out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": list(group), "chunks": list(chunks)},
-                             batch_size=1, batch_format="numpy", concurrency=self.concurrency, num_cpus=self.num_cpus)
+        # the models and the chunk list go into the object store once (held here until the last chunk is in)
+        models_ref, chunks_ref = ray.put(list(group)), ray.put([list(c) for c in chunks])
+        out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
+                             batch_size=1, batch_format="numpy", concurrency=min(self.concurrency, len(chunks)),
+                             num_cpus=self.num_cpus,
+                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
         pending: dict[int, dict[int, list]] = {}
         for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
             for r in range(len(batch["chunk"])):
@@ -92,22 +171,17 @@ class RayImageBackend:
 
 
 def label_models_ray(models: Sequence[ZeroShotModel], graph: SemanticGraph, settings: Settings | None = None, *,
-                     address: str | None = None, concurrency: int = 1, num_cpus: float = 1.0,
+                     address: str | None = None, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3,
                      batch_size: int | None = None, force: bool = False, progress: bool = True,
                      renditions: Sequence[str] = ("original",)) -> LabelReport:
     """:func:`~vlmhub.labeling.labeler.label_models` with the image stage on Ray (module docstring).
 
-    ``address``: a running cluster (``"auto"``, ``"ray://head:10001"``); ``None`` starts a local Ray for the
-    call unless one is already initialised in this process (which is then used and left running).
+    ``address``: a running cluster (``"auto"``, ``"ray://head:10001"``); ``None`` means
+    ``settings.ray_address`` (``VLMHUB_RAY_ADDRESS``), else a local Ray started for the call. A Ray this
+    process has already initialised is used as it is (and left running).
     """
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
+    settings = settings or get_settings()
+    opts = RayOptions(address, concurrency, num_cpus, max_retries)
+    with ray_session(opts.resolved_address(settings)):
         return label_models(models, graph, settings, batch_size=batch_size, force=force, progress=progress,
-                            renditions=renditions, image_backend=RayImageBackend(concurrency, num_cpus))
-    finally:
-        if started:
-            ray.shutdown()
+                            renditions=renditions, image_backend=RayImageBackend(concurrency, num_cpus, max_retries))

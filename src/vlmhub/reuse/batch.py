@@ -30,7 +30,16 @@ import numpy as np
 from ..errors import DataError, TaskError
 from .ensemble import DEFAULT_WEIGHTING, Weighting
 
-__all__ = ["BatchPredictor"]
+__all__ = ["BatchPredictor", "predicted_classes"]
+
+
+def predicted_classes(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 10 on Eq. 8's (N x C) scores: the class index per image and its share of the image's scores
+    (the ``confidence`` column of every prediction output)."""
+    scores = np.asarray(scores)
+    pred = scores.argmax(1)
+    total = np.maximum(scores.sum(1), 1e-12)
+    return pred, scores[np.arange(len(pred)), pred] / total
 
 
 class BatchPredictor:
@@ -101,12 +110,11 @@ class BatchPredictor:
             return {"image": np.array([], dtype=str), "class": np.array([], dtype=str),
                     "confidence": np.zeros(0), "scores": np.zeros((0, C))}
         scores = self.ensemble.scores(list(refs))
-        pred = scores.argmax(1)
-        total = np.maximum(scores.sum(1), 1e-12)
+        pred, confidence = predicted_classes(scores)
         return {
             "image": np.array([r[0] for r in refs], dtype=str),
             "class": np.array([self.task.classes[int(c)] for c in pred], dtype=str),
-            "confidence": scores[np.arange(len(pred)), pred] / total,
+            "confidence": confidence,
             "scores": scores,
         }
 

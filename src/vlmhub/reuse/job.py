@@ -27,7 +27,7 @@ from ..errors import DataError
 from ..storage.atomic import atomic_write_json, read_json
 from .batch import BatchPredictor
 
-__all__ = ["PredictReport", "predict_to_csv", "PREDICTIONS_FORMAT"]
+__all__ = ["PredictReport", "predict_to_csv", "PREDICTIONS_FORMAT", "job_inputs", "exclusive_output"]
 
 PREDICTIONS_FORMAT = "vlmhub.predictions/1"
 HEADER = ("image", "class", "confidence")
@@ -59,6 +59,30 @@ def _exclusive(path: Path, what: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def job_inputs(files: Sequence[str | os.PathLike], out: str | os.PathLike, batch_size: int, example: str
+               ) -> tuple[Path, list[Path], list[str]]:
+    """The checked inputs of a prediction job: the output path, the image paths and their ids (each once)."""
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1 (got {batch_size}).")
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"--out {out} is a folder. Name a file inside it, e.g. {out / example}.")
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise DataError("no images to classify. Pass image files or folders that contain images.")
+    ids = [str(p) for p in paths]
+    if len(set(ids)) != len(ids):
+        raise DataError("the same image is listed more than once. Pass each file once.")
+    return out, paths, ids
+
+
+def exclusive_output(predictor: BatchPredictor, out: Path) -> contextlib.AbstractContextManager:
+    """One writer per output file: a lock in the hub's cache (never deleted, so every process that writes
+    ``out`` locks the same inode); a second writer is refused at once."""
+    key = hashlib.sha1(str(out.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return _exclusive(predictor.hub.settings.cache_dir / "locks" / f"predict-{key}.lock", out)
 
 
 def _inputs_digest(ids: Sequence[str]) -> str:
@@ -107,25 +131,11 @@ def predict_to_csv(predictor: BatchPredictor, files: Sequence[str | os.PathLike]
 
     ``on_batch(done, total)`` is called after every batch is safely on disk.
     """
-    if batch_size < 1:
-        raise DataError(f"batch size must be at least 1 (got {batch_size}).")
-    out = Path(out)
-    if out.is_dir():
-        raise DataError(f"--out {out} is a folder. Name a CSV file, e.g. {out / 'predictions.csv'}.")
-    paths = [Path(f) for f in files]
-    if not paths:
-        raise DataError("no images to classify. Pass image files or folders that contain images.")
-    ids = [str(p) for p in paths]
-    if len(set(ids)) != len(ids):
-        raise DataError("the same image is listed more than once. Pass each file once.")
+    out, paths, ids = job_inputs(files, out, batch_size, "predictions.csv")
     partial = out.with_name(out.name + ".partial")
     manifest = out.with_name(out.name + ".partial.json")
-    # the lock lives in the hub's cache (not beside the output) and is never deleted, so every process
-    # that writes this output locks the same inode
-    key = hashlib.sha1(str(out.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    lock = predictor.hub.settings.cache_dir / "locks" / f"predict-{key}.lock"
     t0 = time.perf_counter()
-    with _exclusive(lock, out):
+    with exclusive_output(predictor, out):
         want = {"format": PREDICTIONS_FORMAT, "run": predictor.fingerprint(), "inputs": {"count": len(ids), "sha1": _inputs_digest(ids)}}
         if restart:
             for p in (partial, manifest):

@@ -52,6 +52,17 @@ class VectorCache:
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
 
+    def __getstate__(self) -> dict:
+        """Pickles (a model holding this cache is shipped to Ray workers) without its lock and connection; the
+        copy opens its own connection to the same file on first use."""
+        state = self.__dict__.copy()
+        state["_lock"], state["_con"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- connection ----------------------------------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
