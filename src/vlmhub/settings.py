@@ -100,30 +100,19 @@ def _default_home() -> Path:
     return (base / "vlmhub").resolve()
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    """A whole number >= ``minimum`` from the environment variable ``name`` (``default`` when unset or empty)."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name}={raw!r} is not a positive integer. Set it to a whole number such as {default}.")
-    return value
-
-
-def _env_count(name: str, default: int) -> int:
-    """A whole number >= 0 from the environment (0 is meaningful: e.g. a limit turned off)."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} is not a whole number >= 0. Set it to a number such as {default} (0 turns it off).")
+        value = minimum - 1
+    if value < minimum:
+        what = "a positive integer" if minimum == 1 else f"a whole number >= {minimum}"
+        off = " (0 turns it off)" if minimum == 0 else ""
+        raise ConfigError(f"{name}={raw!r} is not {what}. Set it to a whole number such as {default}{off}.")
     return value
 
 
@@ -167,7 +156,7 @@ class Settings:
     #: threads running the service's heavy work (caption encoding, selection, prediction) off the event loop
     service_threads: int = field(default_factory=lambda: _env_int("VLMHUB_SERVICE_THREADS", 2))
     #: requests a minute per bearer token (per client address when anonymous); 0 turns the limit off
-    rate_limit: int = field(default_factory=lambda: _env_count("VLMHUB_RATE_LIMIT", 600))
+    rate_limit: int = field(default_factory=lambda: _env_int("VLMHUB_RATE_LIMIT", 600, minimum=0))
     #: requests a client may send at once before :attr:`rate_limit` paces it
     rate_burst: int = field(default_factory=lambda: _env_int("VLMHUB_RATE_BURST", 120))
 
