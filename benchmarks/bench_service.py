@@ -11,8 +11,10 @@ cold start (service construction + first select, which loads labels, MiniLM and 
 Then a load test against a live uvicorn in a child process on 127.0.0.1 (so the clients do not share its
 GIL): ``--clients`` (16) threads, each with its own keep-alive client, send ``--requests`` mixed requests
 (health, catalog, select of a repeated task, select of a new task, predict of one small image); printed per
-route: n, errors, p50 / p95 ms, then req/s and the server's RSS before/after. Last, health and catalog
-latency while the clients run only selections of new tasks (caption encoding is the heavy part).
+route: n, errors, p50 / p95 ms, then req/s and the server's RSS before/after. Before it, the first (new-task)
+and second (repeated) selection of the 6-class task and of a synthetic 100-class task on the idle server. Then
+health and catalog latency while the clients run only selections of new tasks (caption encoding is the heavy
+part), and last all clients repeating selections (6 and 100 classes) mixed with health and catalog.
 ``--smoke`` builds a throw-away hub of the three toy colour models (labeled on synthetic swatches), ranks on
 a synthetic 12 x 7 table with the hashing embedder, and repeats each call once: seconds, no data.
 """
@@ -39,18 +41,20 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients of the load test")
-    ap.add_argument("--requests", type=int, default=1000, help="mixed requests per client in the load test")
+    ap.add_argument("--requests", type=int, default=None,
+                    help="mixed requests per client in the load test (default 1000; 10 with --smoke)")
     ap.add_argument("--smoke", action="store_true", help="toy colour hub, synthetic table, one repeat (seconds)")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
     if not args.smoke:
+        args.requests = args.requests or 1000
         return run(args)
     import shutil
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="vlmhub-bench-service-"))
     try:
-        args.n, args.repeats, args.requests = 6, 1, 10
+        args.n, args.repeats, args.requests = 6, 1, args.requests or 10
         return run(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -145,6 +149,14 @@ def _serve_child(home: str, data_dir, model_ids, tables, embedder: str, port: in
                 host="127.0.0.1", port=port, log_level="warning")
 
 
+def task_100() -> dict:
+    """A synthetic 100-class task (colour x object names, e.g. "red car"): the targets' repeated selection."""
+    colours = ["red", "orange", "yellow", "green", "blue", "purple", "black", "white", "brown", "grey"]
+    objects = ["car", "cup", "chair", "bird", "flower", "shirt", "ball", "boat", "door", "lamp"]
+    return {"name": "synthetic-100", "domain": "natural photograph", "task": "image classification",
+            "classes": [f"{c} {o}" for c in colours for o in objects]}
+
+
 def _pct(values: list[float], q: float) -> float:
     import numpy as np
 
@@ -194,14 +206,28 @@ def load_test(args, settings, tables, embedder, model_ids, tdict: dict, upload: 
         n = next(counter)
         return {**tdict, "name": f"new-{n}", "classes": [f"{c} variant {n}" for c in tdict["classes"]]}
 
+    t100 = task_100()
     routes = {
         "GET /v1/health": lambda c: c.get("/v1/health"),
         "GET /v1/models": lambda c: c.get("/v1/models"),
         "POST /v1/select (repeated task)": lambda c: c.post("/v1/select", json={"task": tdict, "k": 3}),
         "POST /v1/select (new task)": lambda c: c.post("/v1/select", json={"task": new_task(), "k": 3}),
         "POST /v1/predict (1 image)": lambda c: c.post("/v1/predict", json={"task": tdict, "k": 3, "images": upload}),
+        "POST /v1/select (repeated, 100 classes)": lambda c: c.post("/v1/select", json={"task": t100, "k": 3}),
     }
     names = list(routes)
+    # the first selection of each repeated task encodes its captions: a new task's cost, printed apart (one
+    # client, idle server); afterwards its text embeddings are cached in the hub
+    with httpx.Client(base_url=base, timeout=600) as c:
+        for what, body in (("6-class task", {"task": tdict, "k": 3}), ("100-class task", {"task": t100, "k": 3})):
+            t = time.perf_counter()
+            r = c.post("/v1/select", json=body)
+            first = time.perf_counter() - t
+            r.raise_for_status()
+            t = time.perf_counter()
+            c.post("/v1/select", json=body).raise_for_status()
+            print(f"new task, idle server: first select of the {what} {first * 1000:.0f} ms "
+                  f"(then repeated {(time.perf_counter() - t) * 1000:.1f} ms; response {len(r.content)} bytes)")
 
     def client_run(i: int, plan) -> list[tuple[str, float, bool]]:
         out = []
@@ -243,6 +269,13 @@ def load_test(args, settings, tables, embedder, model_ids, tdict: dict, upload: 
             light = [ex.submit(client_run, i, lambda i, j: names[i]) for i in (0, 1)]
             loaded = [r for f in busy + light for r in f.result()]
             table(loaded, time.perf_counter() - t, f"health and catalog while {args.clients - 2} clients select new tasks")
+            # the targets' case: every client repeats selections (6 and 100 classes) or reads health / catalog
+            light_mix = [names[0], names[1], names[2], names[5]]
+            t = time.perf_counter()
+            rep = [r for f in [ex.submit(client_run, i, lambda i, j: light_mix[(i + j) % len(light_mix)])
+                               for i in range(args.clients)] for r in f.result()]
+            table(rep, time.perf_counter() - t, f"{args.clients} clients x {args.requests}: repeated selections "
+                  "(6 and 100 classes), health and catalog")
         print(f"\nserver RSS before / after: {rss0:.0f} / {_server_rss_mb(proc.pid):.0f} MB")
     finally:
         proc.terminate()

@@ -26,6 +26,7 @@ from .reuse.ensemble import DEFAULT_WEIGHTING, MLLEnsemble, Weighting
 from .selection.config import SelectionConfig
 from .selection.mll import MLLConfig, MLLSelector, Selection
 from .settings import Settings, get_settings
+from .storage import FileMemo, file_key
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -69,13 +70,18 @@ class Hub:
         self.tags = tuple(tags)
         self._models: dict[str, ZeroShotModel] = {}
         self._selectors: dict[tuple, MLLSelector] = {}  # fitted selectors by MLLConfig.fit_key()
+        # graphs/current.json and label manifests, parsed once per change of the file (health, catalog and
+        # every selection's cache key read them; a stat per file when nothing changed)
+        self._files = FileMemo()
 
     # -- models ------------------------------------------------------------------------------
     @property
     def model_ids(self) -> list[str]:
         ids = self._model_ids if self._model_ids is not None else hub_model_ids(self.tags, catalog=self.catalog)
+        known = self.catalog.entries()  # one snapshot (a stat of models.json), not one per id
         for i in ids:
-            self.catalog.spec(i)  # unknown ids fail here with the list of known ones
+            if i not in known:
+                self.catalog.spec(i)  # an unknown id fails here with the list of known ones
         return list(ids)
 
     def model(self, model_id: str) -> ZeroShotModel:
@@ -135,10 +141,25 @@ class Hub:
         self._selectors.clear()
         return report
 
+    def graph_version(self) -> str:
+        """The current graph's version (``graphs/current.json``, re-read only when that file changes), or a
+        :class:`~vlmhub.errors.NotLabeledError` when the hub has no graph yet."""
+        return self._files.get(self.settings.graphs_dir / "current.json",
+                               lambda _p: current_graph_version(self.settings))
+
     def labeled_model_ids(self) -> list[str]:
-        """Hub models labeled on the current graph (reads the graph pointer and the manifests, not the graph)."""
-        done = set(LabelStore(self.settings).labeled_models(current_graph_version(self.settings)))
-        return [m for m in self.model_ids if m in done]
+        """Hub models labeled on the current graph (reads the graph pointer and the manifests, not the graph;
+        each file only when it changed since the last call, so a model labeled, relabeled or removed by any
+        process shows on the next call)."""
+        version = self.graph_version()
+        return [m for m in self.model_ids if self.label_complete(m, version)]
+
+    def label_complete(self, model_id: str, graph_version: str) -> bool:
+        """Whether ``model_id``'s label manifest says it is complete for ``graph_version`` (the manifest is
+        parsed once per change of the file)."""
+        lab = LabelStore(self.settings).label(model_id)
+        graphs = self._files.get(lab.manifest_path, lambda _p: lab.manifest().get("graphs", {}))
+        return bool(graphs.get(graph_version, {}).get("complete"))
 
     # -- selection and reuse -------------------------------------------------------------------
     def selector(self, config: MLLConfig | None = None, **overrides) -> MLLSelector:
@@ -176,15 +197,24 @@ class Hub:
         return (replace(base, **fit_opts) if fit_opts else base), {k: v for k, v in overrides.items() if k in MLLConfig.QUERY_TIME}
 
     def _selector_key(self, fit_cfg: MLLConfig) -> tuple:
-        """Key of the cached fit: the fit-time options, the model set and the graph version (a published model or
-        a new graph makes a new fit, once)."""
-        return (fit_cfg.fit_key(), tuple(self.model_ids), current_graph_version(self.settings))
+        """Key of the cached fit: the fit-time options, the model set, the graph version and the models' label
+        manifests as files (a published, removed or relabeled model, a deleted label or a new graph makes a new
+        fit, once, whichever process made the change)."""
+        ids = tuple(self.model_ids)
+        store = LabelStore(self.settings)
+        return (fit_cfg.fit_key(), ids, self.graph_version(), tuple(file_key(store.label(m).manifest_path) for m in ids))
+
+    def fitted_selector(self, config: MLLConfig | None = None, **overrides) -> MLLSelector | None:
+        """The cached fit that :meth:`selector` would use now for these options (this hub's models, the current
+        graph), or ``None`` when there is none; never fits. Two calls give the same object exactly when the
+        same fit answers both (callers that cache answers per fit compare them with ``is``)."""
+        fit_cfg, _ = self._split_config(config, {k: v for k, v in overrides.items() if k != "k"})
+        return self._selectors.get(self._selector_key(fit_cfg))
 
     def knows_task(self, task: Task, config: MLLConfig | None = None, **overrides) -> bool:
         """Whether a selection of ``task`` under these options is cheap: its selector is fitted and remembers
         the task's class embeddings (:meth:`MLLSelector.task_embeddings`). Never fits or embeds anything."""
-        fit_cfg, _ = self._split_config(config, {k: v for k, v in overrides.items() if k != "k"})
-        cached = self._selectors.get(self._selector_key(fit_cfg))
+        cached = self.fitted_selector(config, **overrides)
         return cached is not None and cached.knows_task(task)
 
     def select(self, task: Task, k: int | SelectionConfig = 3, **config) -> Selection:
@@ -280,10 +310,9 @@ def catalog_entries(hub: Hub, db=None) -> list[CatalogEntry]:
     :class:`~vlmhub.hubdb.HubDB`, optional), by id. Reads manifests, the graph pointer and two queries; no graph,
     no weights."""
     try:
-        version: str | None = current_graph_version(hub.settings)
+        version: str | None = hub.graph_version()
     except NotLabeledError:
         version = None
-    done = set(LabelStore(hub.settings).labeled_models(version)) if version else set()
     rows: dict = {}
     node_cover: dict[str, tuple[int, int]] = {}
     if db is not None:
@@ -295,6 +324,8 @@ def catalog_entries(hub: Hub, db=None) -> list[CatalogEntry]:
             if j.graph_version == version:
                 d, t = node_cover.get(j.model_id, (0, 0))
                 node_cover[j.model_id] = (d + (len(j.nodes) if j.status.value == "done" else 0), t + len(j.nodes))
+
+    done = {m for m in {*hub.model_ids, *rows} if version is not None and hub.label_complete(m, version)}
 
     def coverage(model_id: str) -> float | None:
         if version is None:

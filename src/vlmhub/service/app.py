@@ -19,7 +19,9 @@ Every error is an RFC 9457 problem body (``application/problem+json``, :mod:`vlm
 (hub not labeled), 413 (body too large), 422 (schema, limits, task or image refused), 429 (too many requests
 from one token or address: ``VLMHUB_RATE_LIMIT`` a minute, bursts of ``VLMHUB_RATE_BURST``), 501 (missing extra)
 or 500 (a bug: logged, answered without internals). Heavy work (selection, prediction, ranking) runs in a
-bounded thread pool (``Settings.service_threads``), so health and catalog answer while it runs.
+bounded thread pool (``Settings.service_threads``), so health and catalog answer while it runs; they and a
+repeated selection (its answer's bytes, remembered per fit: ``VlmhubService.select_json``, header
+``X-Vlmhub-Cache: hit``) are answered on the event loop from memoised data.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the request models defined in create_app
@@ -148,29 +150,41 @@ def create_app(service: VlmhubService | None = None, *, preload: bool = False, *
     # outermost: a client past its rate is refused before its body is read (service/ratelimit.py)
     app.add_middleware(RateLimitMiddleware, per_minute=lim.rate_per_minute, burst=lim.rate_burst)
 
-    # light routes: plain functions in Starlette's own thread pool, never queued behind heavy work
+    # light routes: answered on the event loop, never queued behind heavy work. They read memoised data: the hub
+    # re-reads models.json, graphs/current.json and a label manifest only when the file changed (a stat each)
     @app.get("/v1/health")
-    def health() -> dict:
+    async def health() -> dict:
         return svc().health()
 
     @app.get("/v1/models")
-    def models() -> dict:
+    async def models() -> dict:
         return svc().models()
 
     @app.get("/v1/models/{model_id}")
-    def model(model_id: str = fastapi.Path(..., max_length=200)) -> dict:
+    async def model(model_id: str = fastapi.Path(..., max_length=200)) -> dict:
         return svc().model(model_id)
 
     @app.get("/v1/tables")
     def tables() -> dict:
         return svc().list_tables()
 
+    def json_answer(body: bytes, cached: bool):
+        return fastapi.Response(body, media_type="application/json",
+                                headers={"X-Vlmhub-Cache": "hit" if cached else "miss"})
+
     # heavy routes: the bounded pool
-    @app.post("/v1/select")
-    async def select(req: SelectIn) -> dict:
+    @app.post("/v1/select", response_model=dict)
+    async def select(req: SelectIn):
         task = req.task.as_dict()
+        if "svc" in state:  # the same request answered by the same fit: its bytes, on the event loop
+            body = state["svc"].cached_select_json(task, req.k, req.config)
+            if body is not None:
+                return json_answer(body, True)
         cheap = "svc" in state and state["svc"].select_is_cheap(task, req.config)  # a dict lookup, no work
-        return await heavy(lambda: svc().select(task, k=req.k, config=req.config), lane="fast" if cheap else "heavy")
+        # the answer is rendered to JSON in the pool too (100 classes: ~60 KB), not on the event loop
+        body, cached = await heavy(lambda: svc().select_json(task, k=req.k, config=req.config),
+                                   lane="fast" if cheap else "heavy")
+        return json_answer(body, cached)
 
     @app.post("/v1/predict")
     async def predict(req: PredictIn) -> dict:

@@ -20,9 +20,11 @@ from types import MappingProxyType
 
 import base64
 import binascii
+import json
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,7 +33,16 @@ from ..errors import ConfigError, DataError, ImageError, TableError, TaskError
 from ..settings import Settings, get_settings
 from ..tasks import Task
 
-__all__ = ["VlmhubService", "ServiceLimits", "BUILTIN_TABLES"]
+__all__ = ["VlmhubService", "ServiceLimits", "BUILTIN_TABLES", "SELECT_CACHE_BYTES", "json_bytes"]
+
+#: bytes of selection answers a service remembers by default (about 1,000 answers of 100 classes)
+SELECT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the service's JSON bytes: exactly what Starlette's ``JSONResponse`` renders (UTF-8, compact,
+    no NaN), so an answer rendered here and one rendered by the framework are the same bytes."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode("utf-8")
 
 #: tables a client may name; other tables must be registered by whoever starts the server (never a
 #: client-supplied path)
@@ -129,7 +140,7 @@ def check_text(what: str, text: Any, max_chars: int) -> None:
     except UnicodeEncodeError as exc:
         raise TaskError(f"{what} is not valid Unicode text ({exc.reason} at position {exc.start}, e.g. a lone "
                         "UTF-16 surrogate). Send plain UTF-8 text.") from None
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+    if not text.isprintable() and any(ord(ch) < 32 or ord(ch) == 127 for ch in text):  # printable: no control
         raise TaskError(f"{what} contains control characters (NUL, newline, ...). Send printable text.")
 
 
@@ -150,7 +161,8 @@ class VlmhubService:
     """
 
     def __init__(self, hub=None, *, settings: Settings | None = None, tables: Mapping[str, str | Path] | None = None,
-                 limits: ServiceLimits | None = None, embedder: str = "minilm") -> None:
+                 limits: ServiceLimits | None = None, embedder: str = "minilm",
+                 select_cache_bytes: int = SELECT_CACHE_BYTES) -> None:
         if hub is None:
             from ..hub import Hub
 
@@ -167,6 +179,14 @@ class VlmhubService:
         self._decodes = threading.BoundedSemaphore(self.limits.max_concurrent_decodes)
         self._tables: dict[str, Any] = {}
         self._selectors: dict[tuple[str, str], Any] = {}
+        if isinstance(select_cache_bytes, bool) or not isinstance(select_cache_bytes, int) or select_cache_bytes < 0:
+            raise ConfigError(f"select_cache_bytes must be a whole number >= 0 (got {select_cache_bytes!r}); "
+                              "0 turns the cache of selection answers off.")
+        self.select_cache_bytes = select_cache_bytes
+        # answers of repeated selections: request key -> (options, the fit that answered, JSON bytes), LRU
+        self._answers: OrderedDict[str, tuple[dict, Any, bytes]] = OrderedDict()
+        self._answers_bytes = 0
+        self._answers_lock = threading.Lock()
 
     # -- info ------------------------------------------------------------------------------------
     def health(self) -> dict:
@@ -265,6 +285,77 @@ class VlmhubService:
         with self._lock:  # the fit (labels, index, node captions) happens once; selections then run in parallel
             self.hub.selector(**cfg)
         return self.hub.select(t, k=k, **cfg).to_dict()
+
+    def select_json(self, task: Any, k: int = 3, config: Mapping[str, Any] | None = None) -> tuple[bytes, bool]:
+        """:meth:`select` as the HTTP answer's bytes (``application/json``), and whether they came from the cache.
+
+        Answers are remembered per request (task, ``k``, options) together with the fitted selector that
+        computed them, and served again only while :meth:`~vlmhub.hub.Hub.fitted_selector` returns that very
+        fit -- i.e. the same hub models (``models.json``), the same current graph and the same labels -- so a
+        model labeled, published or removed, or another graph made current, is answered afresh on the next
+        request. A served answer is the computed one byte for byte (its ``seconds`` is the computation's).
+        At most ``select_cache_bytes`` of answers are kept (least recently used dropped first)."""
+        key = self._answer_key(task, k, config)
+        hit = self.cached_select_json(task, k, config, key=key)
+        if hit is not None:
+            return hit, True
+        t = self.task(task)
+        cfg = self.selection_config(config)
+        _check_k(k)
+        with self._lock:  # the fit (labels, index, node captions) happens once; selections then run in parallel
+            self.hub.selector(**cfg)
+        fit = self.hub.fitted_selector(**cfg)
+        body = json_bytes(self.hub.select(t, k=k, **cfg).to_dict())
+        if key is not None and fit is not None and self.hub.fitted_selector(**cfg) is fit:
+            self._remember(key, cfg, fit, body)
+        return body, False
+
+    def cached_select_json(self, task: Any, k: int = 3, config: Mapping[str, Any] | None = None, *,
+                           key: str | None = None) -> bytes | None:
+        """The remembered answer of this exact request while the fit that computed it is still the current one
+        (see :meth:`select_json`), else ``None``. No validation, fit or encoding: a dict lookup and a few
+        ``stat`` calls (``models.json``, ``graphs/current.json``), cheap enough for the event loop."""
+        key = key if key is not None else self._answer_key(task, k, config)
+        if key is None:
+            return None
+        with self._answers_lock:
+            entry = self._answers.get(key)
+            if entry is None:
+                return None
+            self._answers.move_to_end(key)
+        cfg, fit, body = entry
+        try:
+            current = self.hub.fitted_selector(**cfg)
+        except Exception:  # noqa: BLE001 -- e.g. the graph pointer removed: the normal path reports it
+            current = None
+        if current is fit:
+            return body
+        with self._answers_lock:  # computed by a fit that is no longer current: never served again
+            if self._answers.get(key) is entry:
+                del self._answers[key]
+                self._answers_bytes -= len(body)
+        return None
+
+    def _answer_key(self, task: Any, k: Any, config: Any) -> str | None:
+        if not self.select_cache_bytes:
+            return None
+        try:
+            return json.dumps([task, k, config], sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        except (TypeError, ValueError):  # not plain JSON data: never cached (select() refuses or answers it)
+            return None
+
+    def _remember(self, key: str, cfg: dict, fit: Any, body: bytes) -> None:
+        if len(body) > self.select_cache_bytes:
+            return
+        with self._answers_lock:
+            old = self._answers.pop(key, None)
+            if old is not None:
+                self._answers_bytes -= len(old[2])
+            self._answers[key] = (cfg, fit, body)
+            self._answers_bytes += len(body)
+            while self._answers_bytes > self.select_cache_bytes:
+                _, (_, _, dropped) = self._answers.popitem(last=False)
+                self._answers_bytes -= len(dropped)
 
     def select_is_cheap(self, task: Any, config: Mapping[str, Any] | None = None) -> bool:
         """Whether :meth:`select` of this task needs no fit and no text encoding (a repeated task), so the
