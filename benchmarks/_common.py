@@ -261,3 +261,19 @@ def synthetic_table():
         for j in range(7):
             acc[i, j] = (0.75 if (g == 0) == (j < 4) else 0.35) + 0.03 * r + rng.normal(0, 0.003)
     return PerformanceTable("synthetic", models, tuple(photo + digit), np.clip(acc, 0, 1), reference="ImageNet 1k")
+
+
+def wait_until_healthy(base: str, proc, timeout_s: float = 600.0) -> None:
+    """Poll ``<base>/v1/health`` until it answers 200; exit if ``proc`` (the server process) dies or time runs out."""
+    import httpx
+
+    t0 = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(f"{base}/v1/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - t0 > timeout_s or not proc.is_alive():
+            raise SystemExit("the server did not start")
+        time.sleep(0.1)

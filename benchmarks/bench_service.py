@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt_ms, make_toy_hub, pin_threads, rss_mb, synthetic_table, thread_report, timeit  # noqa: E402
+from _common import fmt_ms, make_toy_hub, pin_threads, rss_mb, synthetic_table, thread_report, timeit, wait_until_healthy  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -190,16 +190,7 @@ def load_test(args, settings, tables, embedder, model_ids, tdict: dict, upload: 
         args.threads))
     proc.start()
     base = f"http://127.0.0.1:{port}"
-    t0 = time.perf_counter()
-    while True:
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.perf_counter() - t0 > 600 or not proc.is_alive():
-            raise SystemExit("the server did not start")
-        time.sleep(0.1)
+    wait_until_healthy(base, proc)
     counter = itertools.count()
 
     def new_task() -> dict:  # a task no one asked before: its captions are encoded on this request

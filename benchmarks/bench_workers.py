@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import make_toy_hub, pin_threads, thread_report  # noqa: E402
+from _common import make_toy_hub, pin_threads, thread_report, wait_until_healthy  # noqa: E402
 
 TASK = {"name": "colours", "classes": ["red", "orange", "yellow", "green", "blue", "purple"]}
 
@@ -98,7 +98,8 @@ def _serve_child(home: str, database_url, port: int, threads: int) -> None:
     from vlmhub.settings import Settings
 
     _pin(threads)
-    settings = Settings(home=Path(home), data_dir=None, database_url=database_url)
+    # the load's clients all come from 127.0.0.1 and share one token: the per-client rate limit is off
+    settings = Settings(home=Path(home), data_dir=None, database_url=database_url, rate_limit=0)
     hub = Hub(settings, tags=("test", "user"))
     uvicorn.run(create_app(VlmhubService(hub, embedder="hashing256"), preload=True), host="127.0.0.1", port=port,
                 log_level="warning")
@@ -222,16 +223,7 @@ def run(args, tmp: Path) -> int:
     base = f"http://127.0.0.1:{port}"
     problems: list[str] = []
     try:
-        t0 = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.perf_counter() - t0 > 600 or not server.is_alive():
-                raise SystemExit("the server did not start")
-            time.sleep(0.1)
+        wait_until_healthy(base, server)
 
         subs = {}
         with httpx.Client(base_url=base, timeout=600) as c:
