@@ -83,6 +83,17 @@ __all__ = [
 #: models whose predictions a query holds (and whose block pages it keeps resident) at once
 DEFAULT_BLOCK_MODELS = 32
 
+_MISS, _END = -1, -2  # posmap values of a listed node that is not selected / of the -1 padding
+
+
+def _position_map(sel: np.ndarray, n_nodes: int) -> np.ndarray:
+    """``(n_nodes + 1,)`` int32: the position in ``sel`` of each selected node, ``_MISS`` for the others and
+    ``_END`` in the last slot, which the rankings' -1 padding indexes."""
+    posmap = np.full(n_nodes + 1, _MISS, np.int32)
+    posmap[sel] = np.arange(len(sel), dtype=np.int32)
+    posmap[-1] = _END
+    return posmap
+
 
 
 @dataclass(frozen=True)
@@ -272,38 +283,35 @@ class FastEq5:
         sel = np.asarray(selected, np.int64)
         rows = np.asarray(rows, np.int64)
         models = range(len(self.blocks)) if models is None else models
-        V = self.membership.n_nodes
-        lut = np.zeros(V + 1, bool)  # lut[-1] (padding) stays False
-        lut[sel] = True
-        posmap = np.full(V + 1, -1, np.int32)
-        posmap[sel] = np.arange(len(sel), dtype=np.int32)
+        posmap = _position_map(sel, self.membership.n_nodes)
         pred = np.full((len(models), len(rows)), -1, np.int32)
         n_fb = 0
         for i, m in enumerate(models):
-            n_fb += self._predict_model(m, sel, rows, lut, posmap, pred[i])
+            n_fb += self._predict_model(m, sel, rows, posmap, pred[i])
         return pred, n_fb
 
-    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, lut: np.ndarray, posmap: np.ndarray,
-                       pm: np.ndarray) -> int:
-        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions."""
+    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, posmap: np.ndarray, pm: np.ndarray) -> int:
+        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions.
+
+        ``posmap`` (:func:`_position_map`) turns a listed node into its selected position (>= 0), ``_MISS``
+        (not selected: walk on) or ``_END`` (the -1 padding: the certified prefix ended, fall back). Every step
+        writes its lookups for the still-undecided images (a miss is overwritten later); only ``np.take`` /
+        ``np.put`` / ``np.flatnonzero``, which are several times faster than boolean-mask indexing here.
+        """
         R = self.blocks[m]
         nU = len(rows)
         idx, r = np.arange(nU), rows
         tail = max(256, nU // 16)
         for p in range(R.shape[0]):
             if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
-                blk = R[p:][:, r]  # (L - p) x n; -1 padding never lies in S
-                h = lut[blk]
-                first = np.argmax(h, axis=0)
-                cols = np.arange(len(r))
-                got = h[first, cols]
-                pm[idx[got]] = posmap[blk[first[got], cols[got]]]
+                q = np.take(posmap, np.take(R[p:], r, axis=1))  # (L - p) x n; padding is never >= 0
+                first = np.argmax(q >= 0, axis=0)
+                np.put(pm, idx, np.take_along_axis(q, first[None], axis=0)[0])
                 break
-            nodes = R[p][r]
-            h = lut[nodes]
-            pm[idx[h]] = posmap[nodes[h]]
-            go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
-            idx, r = idx[go], r[go]
+            q = np.take(posmap, np.take(R[p], r))
+            np.put(pm, idx, q)
+            go = np.flatnonzero(q == _MISS)
+            idx, r = np.take(idx, go), np.take(r, go)
             if len(idx) == 0:
                 break
         us = np.flatnonzero(pm < 0)
