@@ -295,8 +295,9 @@ class FastEq5:
 
         ``posmap`` (:func:`_position_map`) turns a listed node into its selected position (>= 0), ``_MISS``
         (not selected: walk on) or ``_END`` (the -1 padding: the certified prefix ended, fall back). Every step
-        writes its lookups for the still-undecided images (a miss is overwritten later); only ``np.take`` /
-        ``np.put`` / ``np.flatnonzero``, which are several times faster than boolean-mask indexing here.
+        writes its lookups for the still-undecided images (a miss is overwritten later); only ``np.take`` (an
+        int16 fancy index is converted first: ~3x slower), integer-array stores and ``np.flatnonzero``; boolean
+        masks and ``np.put`` are several times slower here.
         """
         R = self.blocks[m]
         nU = len(rows)
@@ -306,10 +307,10 @@ class FastEq5:
             if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
                 q = np.take(posmap, np.take(R[p:], r, axis=1))  # (L - p) x n; padding is never >= 0
                 first = np.argmax(q >= 0, axis=0)
-                np.put(pm, idx, np.take_along_axis(q, first[None], axis=0)[0])
+                pm[idx] = np.take_along_axis(q, first[None], axis=0)[0]
                 break
             q = np.take(posmap, np.take(R[p], r))
-            np.put(pm, idx, q)
+            pm[idx] = q
             go = np.flatnonzero(q == _MISS)
             idx, r = np.take(idx, go), np.take(r, go)
             if len(idx) == 0:
@@ -334,21 +335,17 @@ class FastEq5:
             return np.zeros((M, S))
         rows, pair_u = np.unique(img_rows, return_inverse=True)
         nU = len(rows)
-        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}: pairs are grouped by position, so one segmented sum
-        starts = np.cumsum(lens) - lens
-        nz = np.flatnonzero(lens > 0)
+        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}
         tp = np.zeros((M, S))
         n_pred = np.zeros((M, S)) if metric == "f1" else None
         mult = np.bincount(pair_u, minlength=nU).astype(np.float64) if metric == "f1" else None  # pairs per image
-        step = max(1, 20_000_000 // max(1, len(pos)))
         n_fb = 0
         for g0 in range(0, M, self.block_models):  # one group of models at a time: bounded memory
             group = range(g0, min(M, g0 + self.block_models))
             pred, nf = self.predictions(sel, rows, group)  # len(group) x nU
             n_fb += nf
-            for a in range(0, len(group), step):
-                hit = pred[a : a + step][:, pair_u] == pos[None, :]
-                tp[g0 + a : g0 + a + len(hit), nz] = np.add.reduceat(hit, starts[nz], axis=1, dtype=np.int64)
+            for a in range(len(group)):  # tp: the positions of the pairs whose image predicts them, counted
+                tp[g0 + a] = np.bincount(np.take(pos, np.flatnonzero(np.take(pred[a], pair_u) == pos)), minlength=S)
             if n_pred is not None:
                 offs = (np.arange(len(group), dtype=np.int64) * S)[:, None]
                 n_pred[group.start : group.stop] = np.bincount(
