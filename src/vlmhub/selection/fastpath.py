@@ -278,8 +278,10 @@ class FastEq5:
         """Selected position predicted for each model (of ``models``, default all) and image row in ``rows``
         (len(models) x len(rows), int32); and the number of fallback decisions.
 
-        Per model, walks the ranking one position at a time over the still-undecided images (most are decided
-        within a few positions), then decides the rest exactly over ``S``.
+        Per model, reads ranking position 0 of every image, then one position at a time over the still-undecided
+        images (most are decided within a few positions) until at most 1/8 of them are left, then the next 8,
+        16, ... positions of those stragglers at once; the images with no selected node before the padding are
+        decided exactly over ``S``.
         """
         sel = np.asarray(selected, np.int64)
         rows = np.asarray(rows, np.int64)
