@@ -84,7 +84,10 @@ __all__ = [
 DEFAULT_BLOCK_MODELS = 32
 
 _MISS, _END = -1, -2  # posmap values of a listed node that is not selected / of the -1 padding
-_CHUNK = 8  # ranking positions the walk reads at once for its stragglers (measured: 8-16 are best)
+_CHUNK = 8  # ranking positions the walk first reads at once for its stragglers (measured: 8-16 are best)
+#: undecided images below which the walk reads chunks of positions instead of one (NumPy's per-call cost
+#: against its per-element cost: measured best between ~1,200 and ~3,000)
+_STRAGGLERS = 2048
 
 
 def _position_map(sel: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -279,8 +282,8 @@ class FastEq5:
         (len(models) x len(rows), int32); and the number of fallback decisions.
 
         Per model, reads ranking position 0 of every image, then one position at a time over the still-undecided
-        images (most are decided within a few positions) until at most 1/8 of them are left, then the next 8,
-        16, ... positions of those stragglers at once; the images with no selected node before the padding are
+        images (most are decided within a few positions) until at most ``_STRAGGLERS`` are left, then the next
+        8, 16, ... positions of those stragglers at once; the images with no selected node before the padding are
         decided exactly over ``S``.
         """
         sel = np.asarray(selected, np.int64)
@@ -308,23 +311,23 @@ class FastEq5:
         if Lr == 0:
             pm[:] = _END
         elif len(rows):  # position 0 for every image: written in place, the misses walk on
-            np.take(posmap, np.take(R[0], rows), out=pm)
-            idx = np.flatnonzero(pm == _MISS)
-            r = np.take(rows, idx)
-        p, k, tail = 1, _CHUNK, max(256, len(rows) // 8)
+            posmap.take(R[0].take(rows), out=pm)
+            idx = (pm == _MISS).nonzero()[0]
+            r = rows.take(idx)
+        p, k = 1, _CHUNK
         while p < Lr and len(idx):
-            if len(idx) > tail:  # many undecided images: one position at a time, keeping only the misses
-                q = np.take(posmap, np.take(R[p], r))
+            if len(idx) > _STRAGGLERS:  # many undecided images: one position at a time, keeping only the misses
+                q = posmap.take(R[p].take(r))
                 p += 1
                 pm[idx] = q
-                go = np.flatnonzero(q == _MISS)
+                go = (q == _MISS).nonzero()[0]
             else:  # stragglers: the next k positions at once (k doubles), the first selected one wins
-                q = np.take(posmap, np.take(R[p : p + k], r, axis=1))  # k x n
+                q = posmap.take(R[p : p + k].take(r, axis=1))  # k x n
                 p, k = p + k, 2 * k
-                qq = np.take_along_axis(q, np.argmax(q >= 0, axis=0)[None], axis=0)[0]  # no hit: q[0] (miss/end)
+                qq = np.take_along_axis(q, (q >= 0).argmax(axis=0)[None], axis=0)[0]  # no hit: q[0] (miss/end)
                 pm[idx] = qq
-                go = np.flatnonzero((qq == _MISS) & (q[-1] == _MISS))  # padding is trailing: q[-1] sees an end
-            idx, r = np.take(idx, go), np.take(r, go)
+                go = ((qq == _MISS) & (q[-1] == _MISS)).nonzero()[0]  # padding is trailing: q[-1] sees an end
+            idx, r = idx.take(go), r.take(go)
         us = np.flatnonzero(pm < 0)
         if len(us):  # nothing selected in the certified prefix: decide exactly over S
             img, cap = self._embeddings(m)
