@@ -358,7 +358,7 @@ class FastEq5:
             pred, nf = self.predictions(sel, rows, group)  # len(group) x nU
             n_fb += nf
             for a in range(len(group)):  # tp: the positions of the pairs whose image predicts them, counted
-                tp[g0 + a] = np.bincount(np.take(pos, np.flatnonzero(np.take(pred[a], pair_u) == pos)), minlength=S)
+                tp[g0 + a] = np.bincount(pos.take((pred[a].take(pair_u) == pos).nonzero()[0]), minlength=S)
             if n_pred is not None:
                 offs = (np.arange(len(group), dtype=np.int64) * S)[:, None]
                 n_pred[group.start : group.stop] = np.bincount(
