@@ -278,3 +278,34 @@ def test_ranking_walk_equals_its_definition(n_images):
     depth = [next((j for j, v in enumerate(ranks[x]) if int(v) in pos_of), -1) for x in rows]
     if n_images == 5000:  # every part of the walk ran
         assert 0 < fb < n_images and 0 in depth and max(depth) > 8 + 16
+
+
+def test_float32_screen_of_canonical_argmax_changes_no_decision(monkeypatch):
+    """``canonical_argmax`` screens in float32 and settles only near-ties in float64/fsum: its decisions
+    equal the float64-only rule and a brute-force exact argmax (math.fsum of every caption, lowest row among
+    exact ties) on near-ties built to be closer than float32 can tell apart, duplicates and zero rows."""
+    from vlmhub.selection import exact
+    from vlmhub.selection.exact import _canonical_argmax64
+
+    settled = []  # rows the float32 screen passed on to float64
+    monkeypatch.setattr(exact, "_canonical_argmax64", lambda X, C: settled.append(len(X)) or _canonical_argmax64(X, C))
+    rng = np.random.default_rng(7)
+    D, S = 48, 60
+    C = _norm(rng.standard_normal((S, D)))
+    C[10] = C[3]  # an exact duplicate caption: ties go to row 3
+    C[20] = np.nextafter(C[5], np.float32(2))  # 1-ulp neighbours
+    C[21, :] = C[5]
+    C[21, 0] = np.nextafter(C[5, 0], np.float32(-2))
+    X = _norm(rng.standard_normal((400, D)))
+    X[:100] = _norm(C[rng.integers(0, S, 100)] + 1e-7 * rng.standard_normal((100, D)))  # near their caption
+    X[100:140] = C[[3, 5, 20, 21] * 10]  # exactly a caption (and its near twins)
+    X[140:150] = 0.0  # every similarity is exactly 0: row 0
+    X[150:160, D // 2 :] = 0.0
+    C2 = C.copy()
+    C2[:, : D // 2][::2] = 0.0  # sparse captions: exact zero similarities with the half-zero images
+    for caps in (C, C2):
+        got = canonical_argmax(X, caps)
+        assert np.array_equal(got, _canonical_argmax64(X, caps))
+        exact_sims = np.array([[math.fsum((x.astype(np.float64) * c.astype(np.float64)).tolist()) for c in caps] for x in X])
+        assert np.array_equal(got, np.argmax(exact_sims, axis=1))  # np.argmax: first (= lowest row) of the maxima
+    assert len(settled) == 2 and all(0 < k < len(X) for k in settled), settled  # both stages decided rows
