@@ -21,7 +21,9 @@ is its own:
   pages released after each group.
 
 Columns: open time, query time (median of ``--repeats`` ``FastEq5.estimate`` calls of ``--classes`` classes,
-k_nodes=5), peak RSS, the query's heap peak (``tracemalloc``: numpy's allocations, not mapped pages), and
+k_nodes=5), ``Eq.5 ms``: the part of it in ``FastEq5.precision_matrix`` (the per-model walk over the blocks,
+``last_stats.seconds``) and that per model, peak RSS, the query's heap peak (``tracemalloc`` over the warm-up call, untimed: numpy's allocations, not
+mapped pages), and
 ``P``: a hash of the precision matrix, which must be the same for both paths (exit status 1 otherwise).
 The last line counts how many of one model's Eq. 5 decisions would change if the fallback embeddings were
 stored as float16 (why blocks keep float32).
@@ -134,19 +136,22 @@ def worker(folder: Path, mode: str, n_models: int, classes: int, block_models: i
     t_open = time.perf_counter() - t
     rng = np.random.default_rng(classes)
     class_emb = _norm(node_text[rng.choice(V, classes)] + 0.3 * rng.standard_normal((classes, TEXT_DIM)) / 8)
-    times, peak_heap, est = [], 0, None
-    for i in range(repeats + 1):  # the first call is a warm-up (page faults, first fallbacks)
-        tracemalloc.start()
+    times, p_times, peak_heap, est = [], [], 0, None
+    for i in range(repeats + 1):  # the first call is a warm-up (page faults, first fallbacks) and traces the heap
+        if not i:
+            tracemalloc.start()
         t = time.perf_counter()
         est = fe.estimate(class_emb, node_text, k_nodes=5)
         dt = time.perf_counter() - t
-        peak_heap = max(peak_heap, tracemalloc.get_traced_memory()[1])
-        tracemalloc.stop()
+        if not i:  # tracing slows every allocation: the timed calls run without it
+            peak_heap = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
         if i:
             times.append(dt)
+            p_times.append(fe.last_stats.seconds)
     st = fe.last_stats
-    return {"mode": mode, "open_s": t_open, "query_s": float(np.median(times)), "peak_rss_mb": _peak_rss_mb(),
-            "start_rss_mb": rss0, "query_heap_mb": peak_heap / 1e6, "S": st.n_selected, "n_images": st.n_images,
+    return {"mode": mode, "open_s": t_open, "query_s": float(np.median(times)), "p_s": float(np.median(p_times)),
+            "peak_rss_mb": _peak_rss_mb(), "start_rss_mb": rss0, "query_heap_mb": peak_heap / 1e6, "S": st.n_selected, "n_images": st.n_images,
             "fallback": st.fallback, "P": hashlib.sha1(np.ascontiguousarray(est["P"]).tobytes()).hexdigest()[:12]}
 
 
@@ -210,7 +215,8 @@ def main(argv=None) -> int:
               f"index build {fig['build_s_per_model']:.2f} s/model (adding a model costs this, nothing else is "
               f"rebuilt), block {fig['block_mb_per_model']:.1f} MB/model on disk")
         print(f"query: {args.classes[0]} classes, k_nodes=5; blocks: block_models={args.block_models}")
-        print(f"{'models':>7} {'path':>10} {'labels GB':>10} {'open s':>8} {'query ms':>9} {'peak RSS MB':>12} "
+        print(f"{'models':>7} {'path':>10} {'labels GB':>10} {'open s':>8} {'query ms':>9} {'Eq.5 ms':>8} "
+              f"{'us/model':>9} {'peak RSS MB':>12} "
               f"{'heap MB':>8} {'|S|':>6} {'images':>7} {'fallback':>9}  P")
         for M in args.models:
             label_bytes = M * (N + args.nodes) * args.dim * 4
@@ -223,6 +229,7 @@ def main(argv=None) -> int:
                 r = run_worker(folder, "blocks" if mode == "blocks" else "memory", M, args)
                 rows.append(r)
                 print(f"{M:>7} {mode:>10} {label_bytes / 1e9:>10.1f} {r['open_s']:>8.2f} {1e3 * r['query_s']:>9.1f} "
+                      f"{1e3 * r['p_s']:>8.1f} {1e6 * r['p_s'] / M:>9.0f} "
                       f"{r['peak_rss_mb']:>12.0f} {r['query_heap_mb']:>8.1f} {r['S']:>6} {r['n_images']:>7} "
                       f"{r['fallback']:>9}  {r['P']}")
             if len({r["P"] for r in rows}) > 1:

@@ -56,7 +56,7 @@ CASES = (
     Case("bench_tables.py", ((r"^\| synthetic \| (?P<name>[\w-]+) \| (" + NUM + r" \| " + NUM + r"|- \| - \(needs .*\)) \|$",
                               "selectors"),)),
     Case("table_oracles.py", ((rf"^\| [\w-]+ \| {NUM} \| ({NUM}|-) \| .+ \|$", 8),)),
-    Case("bench_outofcore.py", ((rf"^\s+(3|12)\s+(in-memory|blocks)\s+{NUM}\s+{NUM}\s+{NUM}\s+\d+\s+{NUM}\s+\d+\s+\d+\s+\d+\s+[0-9a-f]{{12}}$", 4),)),
+    Case("bench_outofcore.py", ((rf"^\s+(3|12)\s+(in-memory|blocks)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+\d+\s+\d+\s+{NUM}\s+\d+\s+\d+\s+\d+\s+[0-9a-f]{{12}}$", 4),)),
     Case("bench_web.py", ((rf"^(catalog|model|compare|task|predict form)\s.*\s(200)\s+\d+\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", 5),)),
     Case("bench_text_cache.py", ((rf"^\s+(10|50)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", 2),)),
     Case("bench_reuse.py", ((rf"ensemble/sum time ratio {NUM}", 1),

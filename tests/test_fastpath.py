@@ -243,3 +243,69 @@ def test_toy_hub_matches_reference_and_caches(toy_hub, color_data):
     assert np.array_equal(again.ranks, fe.ranks)
     stale = FastEq5.from_labels(store, ids, graph, settings, L=6)  # another L: rebuilt, not reused
     assert stale.ranks.shape[1] == min(6, len(graph.nodes))
+
+
+@pytest.mark.parametrize("n_images", [1, 300, 5000])
+def test_ranking_walk_equals_its_definition(n_images):
+    """``FastEq5.predictions`` against the rule written per image: the first listed node that is selected,
+    else (no selected node before the -1 padding) ``canonical_argmax`` over the selected captions. Rankings
+    are random with random cut lengths and few selected nodes, so images are decided at position 0, during
+    the one-position steps, in the doubling chunks of the stragglers, and by the fallback."""
+    rng = np.random.default_rng(n_images)
+    V, L, D = 400, 48, 8
+    N = n_images + 7
+    ranks = np.full((N, L), -1, np.int16)
+    for x in range(N):
+        cut = int(rng.integers(0, L + 1))
+        ranks[x, :cut] = rng.permutation(V)[:cut]
+        ranks[x, cut:] = -1
+    img, cap = _norm(rng.standard_normal((N, D))), _norm(rng.standard_normal((V, D)))
+    mem = GraphMembership(tuple(f"i{i}" for i in range(N)), np.zeros(V + 1, np.int64), np.zeros(0, np.int32),
+                          tuple(f"k{v}" for v in range(V)))
+    fe = FastEq5(mem, ("m",), (np.ascontiguousarray(ranks.T),), ((lambda: (img, cap)),))
+    sel = np.sort(rng.choice(V, 12, replace=False))
+    rows = np.sort(rng.choice(N, n_images, replace=False))
+    pred, n_fb = fe.predictions(sel, rows)
+    pos_of = {int(s): i for i, s in enumerate(sel)}
+    want, fb = [], 0
+    for x in rows:
+        hit = next((pos_of[int(v)] for v in ranks[x] if v >= 0 and int(v) in pos_of), None)
+        if hit is None:
+            fb += 1
+            hit = int(canonical_argmax(img[x : x + 1], cap[sel])[0])
+        want.append(hit)
+    assert pred.tolist() == [want] and n_fb == fb
+    depth = [next((j for j, v in enumerate(ranks[x]) if int(v) in pos_of), -1) for x in rows]
+    if n_images == 5000:  # every part of the walk ran
+        assert 0 < fb < n_images and 0 in depth and max(depth) > 8 + 16
+
+
+def test_float32_screen_of_canonical_argmax_changes_no_decision(monkeypatch):
+    """``canonical_argmax`` screens in float32 and settles only near-ties in float64/fsum: its decisions
+    equal the float64-only rule and a brute-force exact argmax (math.fsum of every caption, lowest row among
+    exact ties) on near-ties built to be closer than float32 can tell apart, duplicates and zero rows."""
+    from vlmhub.selection import exact
+    from vlmhub.selection.exact import _canonical_argmax64
+
+    settled = []  # rows the float32 screen passed on to float64
+    monkeypatch.setattr(exact, "_canonical_argmax64", lambda X, C: settled.append(len(X)) or _canonical_argmax64(X, C))
+    rng = np.random.default_rng(7)
+    D, S = 48, 60
+    C = _norm(rng.standard_normal((S, D)))
+    C[10] = C[3]  # an exact duplicate caption: ties go to row 3
+    C[20] = np.nextafter(C[5], np.float32(2))  # 1-ulp neighbours
+    C[21, :] = C[5]
+    C[21, 0] = np.nextafter(C[5, 0], np.float32(-2))
+    X = _norm(rng.standard_normal((400, D)))
+    X[:100] = _norm(C[rng.integers(0, S, 100)] + 1e-7 * rng.standard_normal((100, D)))  # near their caption
+    X[100:140] = C[[3, 5, 20, 21] * 10]  # exactly a caption (and its near twins)
+    X[140:150] = 0.0  # every similarity is exactly 0: row 0
+    X[150:160, D // 2 :] = 0.0
+    C2 = C.copy()
+    C2[:, : D // 2][::2] = 0.0  # sparse captions: exact zero similarities with the half-zero images
+    for caps in (C, C2):
+        got = canonical_argmax(X, caps)
+        assert np.array_equal(got, _canonical_argmax64(X, caps))
+        exact_sims = np.array([[math.fsum((x.astype(np.float64) * c.astype(np.float64)).tolist()) for c in caps] for x in X])
+        assert np.array_equal(got, np.argmax(exact_sims, axis=1))  # np.argmax: first (= lowest row) of the maxima
+    assert len(settled) == 2 and all(0 < k < len(X) for k in settled), settled  # both stages decided rows

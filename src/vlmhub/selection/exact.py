@@ -44,9 +44,12 @@ def _exact_dot(x: np.ndarray, c: np.ndarray) -> float:
 def canonical_argmax(image_emb: np.ndarray, caption_emb: np.ndarray) -> np.ndarray:
     """Per image, the caption row with the largest exact similarity; ties go to the lowest row.
 
-    Float64 products of float32 inputs are exact; rows whose float64 maximum is not separated from a rival by
-    the rigorous rounding bound are decided with :func:`math.fsum` (exact ties: duplicate captions, zero
-    similarities of sparse embeddings). The result does not depend on which other rows are passed.
+    A float32 product screens first: a row whose float32 maximum is separated from every rival by the
+    rigorous float32 rounding bound is decided by it (the exact maximum lies within the bound of it). The
+    other rows go to float64, whose products of float32 inputs are exact; rows whose float64 maximum is not
+    separated from a rival by its bound are decided with :func:`math.fsum` (exact ties: duplicate captions,
+    zero similarities of sparse embeddings). Each stage returns the exact argmax, so the result is the same
+    with or without the screen, and does not depend on which other rows are passed.
     """
     X = np.asarray(image_emb, np.float32)
     C = np.asarray(caption_emb, np.float32)
@@ -55,6 +58,24 @@ def canonical_argmax(image_emb: np.ndarray, caption_emb: np.ndarray) -> np.ndarr
         return np.zeros(0, np.int64)
     if S == 0:
         raise TaskError("no captions to choose from")
+    X64 = X.astype(np.float64)
+    xn = np.sqrt((X64 * X64).sum(axis=1))
+    cmax = float(np.sqrt((C.astype(np.float64) ** 2).sum(axis=1).max()))
+    # |G32 - exact| <= e32 per image, in any summation order; the absolute term covers flushed subnormals
+    e32 = _gamma(X.shape[1], _U32) * xn * cmax + X.shape[1] * 2.0**-125
+    G = X @ C.T
+    t = np.argmax(G, axis=1)
+    lo = G[np.arange(n), t].astype(np.float64) - 2 * e32
+    multi = np.flatnonzero((G >= lo[:, None]).sum(axis=1) > 1)  # a rival within the bound: settle in float64
+    pred = t.astype(np.int64)
+    if len(multi):
+        pred[multi] = _canonical_argmax64(X[multi], C)
+    return pred
+
+
+def _canonical_argmax64(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """:func:`canonical_argmax` without the float32 screen (float64, then :func:`math.fsum` for near-ties)."""
+    n = X.shape[0]
     X64, C64 = X.astype(np.float64), C.astype(np.float64)
     G = X64 @ C64.T
     xn = np.sqrt((X64 * X64).sum(axis=1))

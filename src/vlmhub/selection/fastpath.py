@@ -83,6 +83,21 @@ __all__ = [
 #: models whose predictions a query holds (and whose block pages it keeps resident) at once
 DEFAULT_BLOCK_MODELS = 32
 
+_MISS, _END = -1, -2  # posmap values of a listed node that is not selected / of the -1 padding
+_CHUNK = 8  # ranking positions the walk first reads at once for its stragglers (measured: 8-16 are best)
+#: undecided images below which the walk reads chunks of positions instead of one (NumPy's per-call cost
+#: against its per-element cost: measured best between ~1,200 and ~3,000)
+_STRAGGLERS = 2048
+
+
+def _position_map(sel: np.ndarray, n_nodes: int) -> np.ndarray:
+    """``(n_nodes + 1,)`` int32: the position in ``sel`` of each selected node, ``_MISS`` for the others and
+    ``_END`` in the last slot, which the rankings' -1 padding indexes."""
+    posmap = np.full(n_nodes + 1, _MISS, np.int32)
+    posmap[sel] = np.arange(len(sel), dtype=np.int32)
+    posmap[-1] = _END
+    return posmap
+
 
 
 @dataclass(frozen=True)
@@ -266,46 +281,53 @@ class FastEq5:
         """Selected position predicted for each model (of ``models``, default all) and image row in ``rows``
         (len(models) x len(rows), int32); and the number of fallback decisions.
 
-        Per model, walks the ranking one position at a time over the still-undecided images (most are decided
-        within a few positions), then decides the rest exactly over ``S``.
+        Per model, reads ranking position 0 of every image, then one position at a time over the still-undecided
+        images (most are decided within a few positions) until at most ``_STRAGGLERS`` are left, then the next
+        8, 16, ... positions of those stragglers at once; the images with no selected node before the padding are
+        decided exactly over ``S``.
         """
         sel = np.asarray(selected, np.int64)
         rows = np.asarray(rows, np.int64)
         models = range(len(self.blocks)) if models is None else models
-        V = self.membership.n_nodes
-        lut = np.zeros(V + 1, bool)  # lut[-1] (padding) stays False
-        lut[sel] = True
-        posmap = np.full(V + 1, -1, np.int32)
-        posmap[sel] = np.arange(len(sel), dtype=np.int32)
+        posmap = _position_map(sel, self.membership.n_nodes)
         pred = np.full((len(models), len(rows)), -1, np.int32)
         n_fb = 0
         for i, m in enumerate(models):
-            n_fb += self._predict_model(m, sel, rows, lut, posmap, pred[i])
+            n_fb += self._predict_model(m, sel, rows, posmap, pred[i])
         return pred, n_fb
 
-    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, lut: np.ndarray, posmap: np.ndarray,
-                       pm: np.ndarray) -> int:
-        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions."""
+    def _predict_model(self, m: int, sel: np.ndarray, rows: np.ndarray, posmap: np.ndarray, pm: np.ndarray) -> int:
+        """Fill ``pm`` (len(rows),) with model m's predictions; returns its number of fallback decisions.
+
+        ``posmap`` (:func:`_position_map`) turns a listed node into its selected position (>= 0), ``_MISS``
+        (not selected: walk on) or ``_END`` (the -1 padding: the certified prefix ended, fall back). Every step
+        writes its lookups for the still-undecided images (a miss is overwritten later); only ``np.take`` (an
+        int16 fancy index is converted first: ~3x slower), integer-array stores and ``np.flatnonzero``; boolean
+        masks and ``np.put`` are several times slower here.
+        """
         R = self.blocks[m]
-        nU = len(rows)
-        idx, r = np.arange(nU), rows
-        tail = max(256, nU // 16)
-        for p in range(R.shape[0]):
-            if len(idx) <= tail:  # few stragglers: the rest of their rankings in one gather
-                blk = R[p:][:, r]  # (L - p) x n; -1 padding never lies in S
-                h = lut[blk]
-                first = np.argmax(h, axis=0)
-                cols = np.arange(len(r))
-                got = h[first, cols]
-                pm[idx[got]] = posmap[blk[first[got], cols[got]]]
-                break
-            nodes = R[p][r]
-            h = lut[nodes]
-            pm[idx[h]] = posmap[nodes[h]]
-            go = ~h & (nodes >= 0)  # a -1 ends the certified prefix: fall back
-            idx, r = idx[go], r[go]
-            if len(idx) == 0:
-                break
+        Lr = R.shape[0]
+        idx = r = np.zeros(0, np.int64)
+        if Lr == 0:
+            pm[:] = _END
+        elif len(rows):  # position 0 for every image: written in place, the misses walk on
+            posmap.take(R[0].take(rows), out=pm)
+            idx = (pm == _MISS).nonzero()[0]
+            r = rows.take(idx)
+        p, k = 1, _CHUNK
+        while p < Lr and len(idx):
+            if len(idx) > _STRAGGLERS:  # many undecided images: one position at a time, keeping only the misses
+                q = posmap.take(R[p].take(r))
+                p += 1
+                pm[idx] = q
+                go = (q == _MISS).nonzero()[0]
+            else:  # stragglers: the next k positions at once (k doubles), the first selected one wins
+                q = posmap.take(R[p : p + k].take(r, axis=1))  # k x n
+                p, k = p + k, 2 * k
+                qq = np.take_along_axis(q, (q >= 0).argmax(axis=0)[None], axis=0)[0]  # no hit: q[0] (miss/end)
+                pm[idx] = qq
+                go = ((qq == _MISS) & (q[-1] == _MISS)).nonzero()[0]  # padding is trailing: q[-1] sees an end
+            idx, r = idx.take(go), r.take(go)
         us = np.flatnonzero(pm < 0)
         if len(us):  # nothing selected in the certified prefix: decide exactly over S
             img, cap = self._embeddings(m)
@@ -326,21 +348,17 @@ class FastEq5:
             return np.zeros((M, S))
         rows, pair_u = np.unique(img_rows, return_inverse=True)
         nU = len(rows)
-        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}: pairs are grouped by position, so one segmented sum
-        starts = np.cumsum(lens) - lens
-        nz = np.flatnonzero(lens > 0)
+        # tp[m, s] = #{x in X_S[s] : pred[m, x] = s}
         tp = np.zeros((M, S))
         n_pred = np.zeros((M, S)) if metric == "f1" else None
         mult = np.bincount(pair_u, minlength=nU).astype(np.float64) if metric == "f1" else None  # pairs per image
-        step = max(1, 20_000_000 // max(1, len(pos)))
         n_fb = 0
         for g0 in range(0, M, self.block_models):  # one group of models at a time: bounded memory
             group = range(g0, min(M, g0 + self.block_models))
             pred, nf = self.predictions(sel, rows, group)  # len(group) x nU
             n_fb += nf
-            for a in range(0, len(group), step):
-                hit = pred[a : a + step][:, pair_u] == pos[None, :]
-                tp[g0 + a : g0 + a + len(hit), nz] = np.add.reduceat(hit, starts[nz], axis=1, dtype=np.int64)
+            for a in range(len(group)):  # tp: the positions of the pairs whose image predicts them, counted
+                tp[g0 + a] = np.bincount(pos.take((pred[a].take(pair_u) == pos).nonzero()[0]), minlength=S)
             if n_pred is not None:
                 offs = (np.arange(len(group), dtype=np.int64) * S)[:, None]
                 n_pred[group.start : group.stop] = np.bincount(
