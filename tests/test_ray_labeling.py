@@ -172,18 +172,10 @@ def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, 
 
 
 def test_missing_ray_names_the_extra(monkeypatch):
-    import builtins
-
+    from hide_imports import hide_modules
     from vlmhub.errors import MissingExtraError
     from vlmhub.labeling.ray_backend import import_ray
 
-    real = builtins.__import__
-
-    def no_ray(name, *a, **k):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError(f"No module named {name!r}")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+    hide_modules(monkeypatch, "ray")
     with pytest.raises(MissingExtraError, match=r"pip install 'vlmhub\[ray\]'"):
         import_ray()

@@ -126,18 +126,10 @@ def test_unfinished_parquet_run_with_other_settings_is_refused(toy_hub, color_da
 
 
 def test_missing_pyarrow_names_the_extra(monkeypatch):
-    import builtins
-
+    from hide_imports import hide_modules
     from vlmhub.errors import MissingExtraError
     from vlmhub.reuse.ray_predict import _pyarrow
 
-    real = builtins.__import__
-
-    def no_arrow(name, *a, **k):
-        if name == "pyarrow" or name.startswith("pyarrow."):
-            raise ImportError(f"No module named {name!r}")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_arrow)
+    hide_modules(monkeypatch, "pyarrow")
     with pytest.raises(MissingExtraError, match=r"pip install 'vlmhub\[ray\]'"):
         _pyarrow()
