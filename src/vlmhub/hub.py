@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 
 
 from .concepts.graph import SemanticGraph, build_graph, current_graph, current_graph_version, save_graph
-from .concepts.samples import DEFAULT_SAMPLE_SETS, scan_sample_set
+from .concepts.samples import DEFAULT_SAMPLE_SETS, resolve_sample_set, scan_sample_set
 from .errors import DataError, NotLabeledError
 from .labeling import LabelReport, LabelStore, label_models
 from .models.catalog import Catalog
@@ -94,16 +94,7 @@ class Hub:
 
     # -- graph and labels -------------------------------------------------------------------------
     def resolve_sample_set(self, name_or_path: str | Path) -> Path:
-        p = Path(name_or_path)
-        if p.is_dir():
-            return p.resolve()
-        from .assets import find_image_set
-
-        cand = find_image_set(str(name_or_path), self.settings)  # registered but absent: MissingAssetError
-        if cand is not None:
-            return cand
-        raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor a shared set). "
-                        f"Pass a folder of <wnid>/<image> files or one of the shared sets, e.g. {', '.join(DEFAULT_SAMPLE_SETS)}.")
+        return resolve_sample_set(name_or_path, self.settings)
 
     def build_graph(self, sample_sets: Sequence[str | Path] | None = None, *, max_images: int = 75,
                     max_per_concept: int | None = None) -> SemanticGraph:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..imaging import IMAGE_EXTENSIONS
 
-__all__ = ["ConceptSampleSet", "scan_sample_set", "DEFAULT_SAMPLE_SETS"]
+__all__ = ["ConceptSampleSet", "scan_sample_set", "resolve_sample_set", "DEFAULT_SAMPLE_SETS"]
 
 #: used by ``vlmhub label`` when no sets are named: every ImageNet class once, ImageNette, and renditions
 DEFAULT_SAMPLE_SETS = ("imagenet-sample", "imagenette-val", "shape-renditions")
@@ -51,3 +51,18 @@ def scan_sample_set(root: str | Path, max_per_concept: int | None = None) -> Con
     if not images:
         raise DataError(f"no images found under {root}. Expected <wnid>/<image> files.")
     return ConceptSampleSet(root.name, root, images)
+
+
+def resolve_sample_set(name_or_path: str | Path, settings) -> Path:
+    """The folder of a concept-sample set: ``name_or_path`` itself when it is a folder, else the registered set of
+    that name found by the data lookup (a registered set that is absent is a MissingAssetError naming the fetch)."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p.resolve()
+    from ..assets import find_image_set
+
+    cand = find_image_set(str(name_or_path), settings)
+    if cand is not None:
+        return cand
+    raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor a shared set). "
+                    f"Pass a folder of <wnid>/<image> files or one of the shared sets, e.g. {', '.join(DEFAULT_SAMPLE_SETS)}.")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..settings import Settings
 from .workflow import WorkflowConfig, changed_nodes
 
@@ -50,19 +50,6 @@ class GrowthReport:
                 "new_images": self.new_images, "models": list(self.models), "jobs": self.jobs}
 
 
-def _resolve(name_or_path: str | Path, settings: Settings) -> Path:
-    p = Path(name_or_path)
-    if p.is_dir():
-        return p.resolve()
-    from ..assets import find_image_set
-
-    found = find_image_set(str(name_or_path), settings)
-    if found is None:
-        raise DataError(f"concept-sample set {name_or_path!r} not found (neither a folder nor a known set). "
-                        "Pass folders of <wnid>/<image> files.")
-    return found
-
-
 def grow_graph(db: "HubDB", settings: Settings, sample_sets: Sequence[str | Path], *, max_images: int | None = None,
                config: WorkflowConfig | None = None, actor: str | None = None) -> GrowthReport:
     """Grow the current graph to the graph of ``sample_sets`` and enqueue the labels it needs (module docstring).
@@ -71,7 +58,7 @@ def grow_graph(db: "HubDB", settings: Settings, sample_sets: Sequence[str | Path
     current graph's. Nothing is written when the sets drop a node of the current graph. Growing to the current
     graph itself is a no-op report (``jobs == 0``)."""
     from ..concepts.graph import build_graph, current_graph, save_graph
-    from ..concepts.samples import scan_sample_set
+    from ..concepts.samples import resolve_sample_set, scan_sample_set
     from ..hubdb.catalog import list_models
     from ..hubdb.graphs import register_graph
     from ..hubdb.jobs import enqueue_label_jobs, shard_nodes
@@ -81,7 +68,7 @@ def grow_graph(db: "HubDB", settings: Settings, sample_sets: Sequence[str | Path
         raise ConfigError("give the concept-sample sets of the grown graph as a list: the current graph's sets and "
                           "the new ones (e.g. --sample-set OLD --sample-set NEW).")
     base = current_graph(settings)
-    graph = build_graph([scan_sample_set(_resolve(s, settings)) for s in sample_sets], settings,
+    graph = build_graph([scan_sample_set(resolve_sample_set(s, settings)) for s in sample_sets], settings,
                         max_images=base.max_images if max_images is None else max_images)
     dropped = sorted({n.id for n in base.nodes} - {n.id for n in graph.nodes})
     if dropped:
