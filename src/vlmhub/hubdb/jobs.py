@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from .engine import HubDB
 
 __all__ = ["Lease", "JobRecord", "WorkerStats", "DEFAULT_LABEL_SET", "shard_nodes", "enqueue_label_jobs", "claim",
-           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "run_worker"]
+           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "done_graph_versions", "run_worker"]
 
 #: the label-set version of jobs that do not name one (the on-disk label format of vlmhub.labeling.labels)
 DEFAULT_LABEL_SET = "vlmhub.label/1"
@@ -265,6 +265,17 @@ def list_jobs(db: "HubDB", *, model_id: str | None = None, status: JobStatus | s
         if status is not None:
             q = q.where(LabelJobRow.status == JobStatus(status))
         return [JobRecord.from_row(r) for r in s.scalars(q)]
+
+
+def done_graph_versions(db: "HubDB") -> dict[str, set[str]]:
+    """Per model, the graph versions it has finished label jobs on (one grouped query)."""
+    with db.session() as s:
+        q = (select(LabelJobRow.model_id, LabelJobRow.graph_version).where(LabelJobRow.status == JobStatus.DONE)
+             .group_by(LabelJobRow.model_id, LabelJobRow.graph_version))
+        out: dict[str, set[str]] = {}
+        for mid, version in s.execute(q):
+            out.setdefault(mid, set()).add(version)
+        return out
 
 
 def job_counts(db: "HubDB", *, model_id: str | None = None, graph_version: str | None = None) -> dict[str, int]:

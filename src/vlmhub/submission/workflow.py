@@ -354,9 +354,21 @@ def _artifact(db: "HubDB", artifact_id: int | None):
 
 
 def _publish_one(db: "HubDB", settings: Settings) -> StepResult | None:
+    """Publish the first ready model with something to publish. Runs before every worker step, so it asks the
+    cheap questions first: one read of models.json, one grouped query of finished versions, the manifests."""
     from ..hubdb.catalog import list_models
+    from ..hubdb.jobs import done_graph_versions
+    from ..labeling.labels import LabelStore
+    from ..models.user_hub import models_file, read_models_file
 
+    known = {m.id for m in read_models_file(models_file(settings))}
+    versions = done_graph_versions(db)
+    store = LabelStore(settings)
     for m in list_models(db, state="ready"):
+        done = versions.get(m.id, set())
+        unpublished = m.id not in known and not m.source.startswith("builtin:") and done
+        if not unpublished and all(store.label(m.id).is_complete(v) for v in done):
+            continue  # nothing to publish: publish_model would say so after several more queries
         if publish_model(db, settings, m.id):
             return StepResult("published", m.id)
     return None
