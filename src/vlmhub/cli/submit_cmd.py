@@ -114,14 +114,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = WorkflowConfig(package=PackageLimits(), zero_shot_check=not args.no_zero_shot_check,
                             sandbox=SandboxLimits(seconds=args.check_seconds,
                                                   memory_bytes=int(args.check_memory_gb * 1024**3) if args.check_memory_gb else None),
-                            nodes_per_shard=args.nodes_per_shard)
+                            nodes_per_shard=args.nodes_per_shard, ray=_worker_ray(args, settings))
     name = args.name or f"{os.uname().nodename}-{os.getpid()}"
+
+    def show(step) -> None:  # one line per step as it happens (a --forever worker runs for days)
+        print(f"{step.kind:9s} {step.model_id or '':24s} {step.detail}", file=sys.stderr, flush=True)
+
     with HubDB(settings) as db:
-        steps = process(db, settings, name, config=config, idle_exit=not args.forever, poll_s=args.poll)
-    for s in steps:
-        print(f"{s.kind:9s} {s.model_id or '':24s} {s.detail}", file=sys.stderr)
+        steps = process(db, settings, name, config=config, idle_exit=not args.forever, poll_s=args.poll,
+                        on_step=show)
     print(f"worker {name}: {len(steps)} steps", file=sys.stderr)
     return 0
+
+
+def _worker_ray(args: argparse.Namespace, settings):
+    """The worker's Ray: ``--ray [ADDRESS]``, else ``VLMHUB_RAY_ADDRESS`` when set, unless ``--no-ray``."""
+    if args.no_ray:
+        if args.ray is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError("--ray and --no-ray contradict each other: pass one of them.")
+        return None
+    if args.ray is None and not settings.ray_address:
+        return None
+    from ..labeling.ray_backend import RayOptions
+
+    workers = args.ray_workers if args.ray_workers is not None else settings.num_workers
+    return RayOptions(address=args.ray or None, workers=workers)
 
 
 def _positive(kind):
@@ -155,5 +174,12 @@ def register(subparsers) -> None:
     sp.add_argument("--check-memory-gb", type=_positive(float), default=16.0, help="memory limit of one model check")
     sp.add_argument("--no-zero-shot-check", action="store_true", help="admit models that fail the zero-shot sanity check")
     sp.add_argument("--nodes-per-shard", type=_positive(int), default=64, help="graph nodes per label job")
+    sp.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                    help="label shards on a Ray cluster (pip install 'vlmhub[ray]'): ADDRESS of a running one "
+                         "(auto, ray://head:10001); without it $VLMHUB_RAY_ADDRESS, else a local Ray. A set "
+                         "$VLMHUB_RAY_ADDRESS turns this on by itself")
+    sp.add_argument("--ray-workers", type=int, metavar="N",
+                    help="with Ray: shard actors (default $VLMHUB_WORKERS or 2)")
+    sp.add_argument("--no-ray", action="store_true", help="label in this process even if $VLMHUB_RAY_ADDRESS is set")
     sp.add_argument("--home", help="hub home (default: $VLMHUB_HOME)")
     sp.set_defaults(func=cmd_worker)

@@ -15,7 +15,9 @@ A worker step (:func:`work_once`) does the first of:
    (below) gets the model's growth jobs too.
 2. **label** one shard: claim a job (a lease, renewed by heartbeats), embed the shard's sample images and
    captions with the model, store the array as a content-addressed artifact; the last shard makes the model
-   ``ready`` (:func:`vlmhub.hubdb.jobs.finish`).
+   ``ready`` (:func:`vlmhub.hubdb.jobs.finish`). With Ray configured (``WorkflowConfig.ray``) a step claims up to
+   two shards per Ray actor and the actors embed them (:mod:`vlmhub.submission.ray_worker`); the worker keeps
+   the leases and stores the same artifacts.
 3. **publish** a ``ready`` model not yet in the home's catalog: its shard artifacts are appended, in shard order,
    to the label store (only rows still missing), the label is marked complete, then the model is entered into
    ``models.json`` — so a :class:`~vlmhub.hub.Hub` sees the model only once its label is whole. Publishing is
@@ -36,13 +38,12 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..errors import ConflictError, LeaseLostError, NotLabeledError, PackageError, StateError
 from ..settings import Settings
 from .package import PackageLimits, unpack_package
+from .shards import compute_shard, embed_shard, graph_and_base, load_labeling_model, shard_inputs, shard_refs
 from .sandbox import SandboxLimits, check_in_sandbox
 
 if TYPE_CHECKING:
@@ -50,9 +51,11 @@ if TYPE_CHECKING:
     from ..hubdb.catalog import SubmissionRecord
     from ..hubdb.engine import HubDB
     from ..hubdb.jobs import Lease
+    from ..labeling.ray_backend import RayOptions
+    from .ray_worker import RayShardPool
 
-__all__ = ["WorkflowConfig", "StepResult", "submit", "work_once", "process", "shard_refs", "compute_shard",
-           "publish_model", "changed_nodes"]
+__all__ = ["WorkflowConfig", "StepResult", "submit", "work_once", "process", "shard_refs", "shard_inputs",
+           "embed_shard", "compute_shard", "load_labeling_model", "publish_model", "changed_nodes"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -67,6 +70,8 @@ class WorkflowConfig:
     nodes_per_shard: int = 64
     lease_s: float = 120.0
     batch_size: int = 16
+    #: label shards on Ray actors (:mod:`vlmhub.submission.ray_worker`) instead of in the worker's process
+    ray: "RayOptions | None" = None
 
 
 @dataclass(frozen=True)
@@ -187,39 +192,6 @@ def enqueue_growth_jobs(db: "HubDB", settings: Settings, model_id: str, current,
 
 
 # -- label ----------------------------------------------------------------------------------------------------------
-def shard_refs(graph, nodes: tuple[str, ...] | list[str], base=None) -> tuple[list[str], list[str]]:
-    """The image ids (sorted, unique) and captions (in node order) a shard of node ids covers; with ``base``
-    (the graph this one grew from) only those ``base`` lacks, since every model labeled on it has them."""
-    by_id = {n.id: n for n in graph.nodes}
-    missing = [v for v in nodes if v not in by_id]
-    if missing:
-        raise StateError(f"label job names nodes {missing[:3]} that the graph {graph.version} lacks.")
-    images = sorted({x for v in nodes for x in by_id[v].images})
-    captions = list(dict.fromkeys(by_id[v].caption for v in nodes))
-    if base is not None:
-        have_images, have_captions = set(base.image_ids()), set(base.captions())
-        images = [x for x in images if x not in have_images]
-        captions = [c for c in captions if c not in have_captions]
-    return images, captions
-
-
-def compute_shard(model, graph, nodes, *, batch_size: int = 16, base=None) -> np.ndarray:
-    """The label rows of one shard: image embeddings (sorted image ids) stacked over caption embeddings
-    (node order), float32; with ``base``, only the rows ``base`` lacks (:func:`shard_refs`). Deterministic:
-    fixed order and fixed batch composition."""
-    from ..models.runner import _prep_batch
-
-    images, captions = shard_refs(graph, nodes, base)
-    rows = []
-    for i in range(0, len(images), batch_size):
-        chunk = images[i : i + batch_size]
-        pixels = _prep_batch(model, [(x, graph.image_paths[x], "original") for x in chunk])
-        rows.append(np.asarray(model.encode_image(pixels), np.float32))
-    if captions:
-        rows.append(np.asarray(model.encode_text(captions), np.float32))
-    return np.concatenate(rows, axis=0) if rows else np.zeros((0, model.embed_dim), np.float32)
-
-
 class _ModelCache:
     """Models a worker has loaded, by id (one worker labels many shards of one model in a row)."""
 
@@ -229,15 +201,8 @@ class _ModelCache:
 
     def get(self, model_id: str, source: str):
         if model_id not in self._models:
-            from ..models.user_hub import build_from_source
-
             self._models.clear()  # keep one model in memory
-            if source.startswith("builtin:"):  # a built-in model imported from the JSON home (graph growth)
-                from ..models.catalog import Catalog
-
-                self._models[model_id] = Catalog(self.settings).create(model_id)
-            else:
-                self._models[model_id] = build_from_source(source, model_id=model_id, settings=self.settings)
+            self._models[model_id] = load_labeling_model(self.settings, model_id, source)
         return self._models[model_id]
 
 
@@ -250,7 +215,7 @@ def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
         return None
     try:
         model = cache.get(lease.model_id, get_model(db, lease.model_id).source)
-        graph, base = _graph_and_base(db, settings, lease.graph_version)
+        graph, base = graph_and_base(db, settings, lease.graph_version)
         arr = compute_shard(model, graph, lease.nodes, batch_size=config.batch_size, base=base)
         heartbeat(db, lease, config.lease_s)
         finish(db, lease, arr)
@@ -260,15 +225,6 @@ def _label_one(db: "HubDB", settings: Settings, worker_id: str, config: Workflow
         fail(db, lease, f"{type(exc).__name__}: {exc}")
         return StepResult("labeled", lease.model_id, f"shard {lease.shard} failed: {exc}")
     return StepResult("labeled", lease.model_id, f"shard {lease.shard}")
-
-
-def _graph_and_base(db: "HubDB", settings: Settings, version: str):
-    """The graph ``version`` and the graph it grew from (None for a graph built from scratch)."""
-    from ..concepts.graph import load_graph
-    from ..hubdb.graphs import graph_base
-
-    base = graph_base(db, version)
-    return load_graph(version, settings), (load_graph(base, settings) if base else None)
 
 
 def _base_first(versions: set[str], base_of: dict[str, str | None]) -> list[str]:
@@ -319,7 +275,7 @@ def publish_model(db: "HubDB", settings: Settings, model_id: str) -> bool:
         if not todo and known:
             return False
         for version in _base_first(todo, {v: graph_base(db, v) for v in todo}):
-            graph, base = _graph_and_base(db, settings, version)
+            graph, base = graph_and_base(db, settings, version)
             if base is not None and not lab.is_complete(base.version):
                 continue  # its base's rows are not all here yet (that model's base jobs are not done)
             for j in (j for j in jobs if j.graph_version == version):
@@ -401,13 +357,22 @@ def _promote_one(db: "HubDB", settings: Settings, worker_id: str) -> StepResult 
 
 # -- the worker loop --------------------------------------------------------------------------------------------------
 def work_once(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
-              _cache: _ModelCache | None = None) -> StepResult:
+              _cache: _ModelCache | None = None, _pool: "RayShardPool | None" = None) -> StepResult:
     """One step of a worker: publish a finished model, else make a fully labeled grown graph current, else label
-    one shard, else check one submission."""
+    one shard (with a Ray pool: up to two shards per actor, :func:`~vlmhub.submission.ray_worker.label_on_ray`),
+    else check one submission."""
     config = config or WorkflowConfig()
     cache = _cache or _ModelCache(settings)
-    for step in (lambda: _publish_one(db, settings), lambda: _promote_one(db, settings, worker_id),
-                 lambda: _label_one(db, settings, worker_id, config, cache),
+
+    def label() -> StepResult | None:
+        if _pool is not None:
+            from .ray_worker import label_on_ray
+
+            stats = label_on_ray(db, settings, worker_id, config, _pool)
+            return None if stats is None else StepResult("labeled", stats.model_id, stats.describe())
+        return _label_one(db, settings, worker_id, config, cache)
+
+    for step in (lambda: _publish_one(db, settings), lambda: _promote_one(db, settings, worker_id), label,
                  lambda: _check_one(db, settings, worker_id, config)):
         out = step()
         if out is not None:
@@ -416,16 +381,39 @@ def work_once(db: "HubDB", settings: Settings, worker_id: str, *, config: Workfl
 
 
 def process(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
-            idle_exit: bool = True, poll_s: float = 2.0, max_steps: int | None = None) -> list[StepResult]:
-    """Run worker steps until idle (``idle_exit``) or ``max_steps``; the body of ``vlmhub worker``."""
+            idle_exit: bool = True, poll_s: float = 2.0, max_steps: int | None = None,
+            on_step: "Callable[[StepResult], None] | None" = None) -> list[StepResult]:
+    """Run worker steps until idle (``idle_exit``) or ``max_steps``; the body of ``vlmhub worker``.
+    ``on_step`` sees each step's result as it happens (the CLI prints it).
+
+    With ``config.ray`` the label steps run on Ray (:mod:`vlmhub.submission.ray_worker`): the cluster at
+    ``config.ray``'s address, else ``VLMHUB_RAY_ADDRESS``, else a local Ray started for this call and stopped
+    after it."""
+    config = config or WorkflowConfig()
+    if config.ray is None:
+        return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, None, on_step)
+    from ..labeling.ray_backend import ray_session
+    from .ray_worker import RayShardPool
+
+    with ray_session(config.ray.resolved_address(settings), purpose="the hub worker on Ray") as ray:
+        pool = RayShardPool(ray, settings, config.ray)
+        try:
+            return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step)
+        finally:
+            pool.close()
+
+
+def _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step) -> list[StepResult]:
     cache = _ModelCache(settings)
     done: list[StepResult] = []
     while max_steps is None or len(done) < max_steps:
-        out = work_once(db, settings, worker_id, config=config, _cache=cache)
+        out = work_once(db, settings, worker_id, config=config, _cache=cache, _pool=pool)
         if out.kind == "idle":
             if idle_exit:
                 break
             time.sleep(poll_s)
             continue
         done.append(out)
+        if on_step is not None:
+            on_step(out)
     return done

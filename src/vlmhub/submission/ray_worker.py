@@ -1,0 +1,214 @@
+"""The hub worker's label step on Ray: leased shards embedded by Ray actors, results persisted by the worker.
+
+A ``vlmhub worker`` with Ray configured (``--ray [ADDRESS]``, or ``VLMHUB_RAY_ADDRESS``; see
+:class:`~vlmhub.labeling.ray_backend.RayOptions`) keeps the database and the leases in its own process and sends
+the compute to the cluster::
+
+    claim up to 2 x workers shards of one model  ──►  ShardLabeler actors (the model loaded once per actor)
+          │   heartbeats every lease_s / 3                    │  embed_shard(image refs, captions)
+          ◄──────────── ray.wait, one shard at a time ────────┘
+    finish(lease, array)   (the same content-addressed artifact as a local worker's)
+
+* One :class:`ShardLabeler` actor per Ray worker (``RayOptions.workers``) loads the model's weights once
+  (:func:`~vlmhub.submission.shards.load_labeling_model`, from the home's shared storage) and embeds many
+  shards; the actors stay up for the next step while the worker labels the same model.
+* A task receives only its shard's image refs and captions (:func:`~vlmhub.submission.shards.shard_inputs`),
+  and runs the very code a local worker runs (:func:`~vlmhub.submission.shards.embed_shard`), so the
+  artifacts are byte for byte a local worker's, with any number of actors and after any number of restarts.
+* An actor whose process dies is restarted and its shard retried (``max_restarts`` / ``max_task_retries`` =
+  ``RayOptions.max_retries``); a shard that still fails fails its job (retried by the hub while attempts are
+  left). A worker killed itself leaves leases that expire and are claimed again, as for a local worker.
+* A lease lost meanwhile (expired and taken over) drops that shard's result: the new holder's stands.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from ..errors import LeaseLostError, VlmhubError
+from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..hubdb.engine import HubDB
+    from ..labeling.ray_backend import RayOptions
+    from .workflow import WorkflowConfig
+
+__all__ = ["ShardLabeler", "RayShardPool", "RayLabelStats", "label_on_ray"]
+
+#: ``load(settings, model_id, source)`` → a loaded model (top level and picklable: it runs inside each actor)
+ModelLoader = Callable[[Settings, str, str], Any]
+
+
+class ShardLabeler:
+    """A Ray actor holding one model: loads it once, then embeds shard after shard."""
+
+    def __init__(self, settings: Settings, model_id: str, source: str, load: ModelLoader):
+        self.model = load(settings, model_id, source)
+
+    def embed(self, image_refs: list, captions: list, batch_size: int) -> np.ndarray:
+        """One shard's label rows (:func:`~vlmhub.submission.shards.embed_shard`)."""
+        from .shards import embed_shard
+
+        return embed_shard(self.model, image_refs, captions, batch_size=batch_size)
+
+    def pid(self) -> int:
+        """The process this actor runs in (for operators, and for tests that kill it)."""
+        return os.getpid()
+
+
+@dataclass(frozen=True)
+class RayLabelStats:
+    """What one Ray label step did with the shards it claimed (all of one model)."""
+
+    model_id: str
+    shards: tuple[int, ...]
+    actors: int
+    finished: int = 0
+    failed: int = 0
+    lost: int = 0
+
+    def describe(self) -> str:
+        """One line for the worker's log."""
+        out = f"shards {','.join(map(str, self.shards))} on Ray ({self.actors} actors): {self.finished} done"
+        if self.failed or self.lost:
+            out += f", {self.failed} failed, {self.lost} lost"
+        return out
+
+
+class RayShardPool:
+    """The :class:`ShardLabeler` actors of the model this worker labels now (``options.workers`` of them).
+
+    Asking for another model's actors ends the current ones first (one model's weights per actor at a time).
+    ``load`` is how an actor loads its model (default :func:`~vlmhub.submission.shards.load_labeling_model`).
+    """
+
+    def __init__(self, ray: Any, settings: Settings, options: "RayOptions", *, load: ModelLoader | None = None):
+        from .shards import load_labeling_model
+
+        self.ray, self.settings, self.options = ray, settings, options
+        self.load = load or load_labeling_model
+        self.model_id: str | None = None
+        self.handles: list[Any] = []
+
+    @property
+    def capacity(self) -> int:
+        """Shards to hold in flight: two per actor, so an actor never waits for the worker between shards."""
+        return 2 * self.options.workers
+
+    def actors(self, model_id: str, source: str) -> list[Any]:
+        """The actors holding ``model_id`` (started on first use, each loading the weights once)."""
+        if model_id != self.model_id:
+            self.close()
+            remote = self.ray.remote(ShardLabeler).options(
+                num_cpus=self.options.num_cpus, max_restarts=self.options.max_retries,
+                max_task_retries=self.options.max_retries)
+            self.handles = [remote.remote(self.settings, model_id, source, self.load)
+                            for _ in range(self.options.workers)]
+            self.model_id = model_id
+        return self.handles
+
+    def forget(self) -> None:
+        """Drop the actors (they failed for good, e.g. the model does not load): the next step starts new ones."""
+        self.close()
+
+    def close(self) -> None:
+        """End the actors (their weights are freed)."""
+        for h in self.handles:
+            try:
+                self.ray.kill(h)
+            except Exception:  # noqa: BLE001 - already dead
+                pass
+        self.handles, self.model_id = [], None
+
+
+def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "WorkflowConfig",
+                 pool: RayShardPool) -> RayLabelStats | None:
+    """Claim up to ``pool.capacity`` shards of one model, embed them on the pool's actors, persist each result
+    as it arrives (:func:`~vlmhub.hubdb.jobs.finish`) while renewing the other leases; ``None`` when no job is
+    claimable. The label step of a worker with Ray configured (module docstring)."""
+    from ..hubdb.catalog import get_model
+    from ..hubdb.jobs import claim, fail, finish, heartbeat
+    from .shards import graph_and_base, shard_inputs
+
+    ray = pool.ray
+    first = claim(db, worker_id, config.lease_s)
+    if first is None:
+        return None
+    leases = [first]
+    while len(leases) < pool.capacity:
+        more = claim(db, worker_id, config.lease_s, model_id=first.model_id)
+        if more is None:
+            break
+        leases.append(more)
+    failed = lost = finished = 0
+    pending: dict[Any, Any] = {}
+    graphs: dict[str, tuple] = {}
+    try:
+        actors = pool.actors(first.model_id, get_model(db, first.model_id).source)
+        for i, lease in enumerate(leases):
+            try:
+                if lease.graph_version not in graphs:
+                    graphs[lease.graph_version] = graph_and_base(db, settings, lease.graph_version)
+                graph, base = graphs[lease.graph_version]
+                refs, captions = shard_inputs(graph, lease.nodes, base)
+            except VlmhubError as exc:  # e.g. the job names nodes its graph lacks: fail it, keep the others
+                fail(db, lease, f"{type(exc).__name__}: {exc}")
+                failed += 1
+                continue
+            pending[actors[i % len(actors)].embed.remote(refs, captions, config.batch_size)] = lease
+    except BaseException:
+        for lease in leases:  # give the shards back at once rather than when their leases expire
+            if lease not in pending.values():
+                _release(db, lease)
+        raise
+    beat = config.lease_s / 3
+    next_beat = time.monotonic() + beat
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, next_beat - time.monotonic()))
+        for ref in ready:
+            lease = pending.pop(ref)
+            try:
+                arr = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the model failed on the shard, or its actor died for good
+                if isinstance(exc, ray.exceptions.RayActorError):
+                    pool.forget()
+                try:
+                    fail(db, lease, f"on Ray: {_first_line(exc)}")
+                    failed += 1
+                except LeaseLostError:
+                    lost += 1
+                continue
+            try:
+                finish(db, lease, arr)
+                finished += 1
+            except LeaseLostError:
+                lost += 1
+        if pending and time.monotonic() >= next_beat:
+            for ref, lease in list(pending.items()):
+                try:
+                    pending[ref] = heartbeat(db, lease, config.lease_s)
+                except LeaseLostError:  # taken over meanwhile: its result will be dropped
+                    del pending[ref]
+                    lost += 1
+            next_beat = time.monotonic() + beat
+    return RayLabelStats(first.model_id, tuple(lease.shard for lease in leases), pool.options.workers,
+                         finished, failed, lost)
+
+
+def _release(db: "HubDB", lease) -> None:
+    from ..hubdb.jobs import fail
+
+    try:
+        fail(db, lease, "the worker stopped before sending the shard to Ray")
+    except (LeaseLostError, VlmhubError):
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:500]
