@@ -6,6 +6,7 @@
     vlmhub db check [--json]                verify every artifact's sha256; list missing files and orphans
     vlmhub db grow --sample-set S ... [--max-images N] [--json]
                                             grow the graph: enqueue labels of its new and changed nodes only
+    vlmhub db jobs [--json]                 label-job progress per model and graph version, and the active workers
     vlmhub token create --user NAME --role reader|submitter|admin [--expires-days N] [--note TEXT] [--json]
     vlmhub token revoke TOKEN_ID [--json]
     vlmhub token list [--user NAME] [--json]
@@ -13,7 +14,8 @@
 The database is the home's SQLite file, or ``$VLMHUB_DATABASE_URL`` (docs/hub.md). ``token create`` prints the
 token once (stdout, alone on its line, so ``$(vlmhub token create ...)`` captures it); only a salted hash is
 stored. ``db check`` exits with 1 when it finds damage (a bad checksum, a row without its file, a done job
-without its artifact); orphan and partial files are listed but are not damage.
+without its artifact); orphan and partial files are listed but are not damage. ``db jobs`` only reads: in a home
+without a database it says to run ``vlmhub db upgrade`` instead of creating one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import getpass
 import json
 import sys
 
-__all__ = ["register", "cmd_db_upgrade", "cmd_db_check", "cmd_db_grow", "cmd_token_create", "cmd_token_revoke", "cmd_token_list"]
+__all__ = ["register", "cmd_db_upgrade", "cmd_db_check", "cmd_db_grow", "cmd_db_jobs", "cmd_token_create", "cmd_token_revoke", "cmd_token_list"]
 
 
 def _actor() -> str:
@@ -98,6 +100,48 @@ def cmd_db_grow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(t) -> str:
+    return f"{t:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def cmd_db_jobs(args: argparse.Namespace) -> int:
+    from ..hubdb.engine import open_existing
+    from ..hubdb.jobs import job_progress
+
+    with open_existing(args.settings) as db:
+        progress = job_progress(db)
+    if args.json:
+        print(json.dumps(progress.to_dict(), indent=2))
+        return 0
+    if not progress.models:
+        print("no label jobs in the hub database (submissions and `vlmhub db grow` enqueue them)")
+        return 0
+    rows = [("model", "graph", "done/total", "%", "queued", "leased", "failed")]
+    for m in progress.models:
+        c = m.counts
+        leased = f"{c.leased} ({c.expired} expired)" if c.expired else str(c.leased)
+        rows.append((m.model_id, m.graph_version, f"{c.done}/{c.total}", f"{100 * c.fraction:.1f}", str(c.queued),
+                     leased, str(c.failed)))
+    t = progress.total
+    rows.append(("all", "", f"{t.done}/{t.total}", f"{100 * t.fraction:.1f}", str(t.queued),
+                 f"{t.leased} ({t.expired} expired)" if t.expired else str(t.leased), str(t.failed)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        print("  ".join(v.ljust(w) if i < 2 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))).rstrip())
+        if j == 0 or j == len(rows) - 2:
+            print("  ".join("-" * w for w in widths))
+    if progress.workers:
+        print(f"{len(progress.workers)} active worker{'s' if len(progress.workers) != 1 else ''}:")
+        for w in progress.workers:
+            print(f"  {w.worker_id}: {w.jobs} job{'s' if w.jobs != 1 else ''} of {', '.join(w.models)}; "
+                  f"last heartbeat {_when(w.last_heartbeat)}, lease until {_when(w.lease_expires_at)}")
+    elif progress.active:
+        print("no active worker: start one with `vlmhub worker`")
+    else:
+        print("idle: no label job is queued or leased")
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
@@ -150,7 +194,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add the ``db`` and ``token`` command groups to the top-level subparsers."""
-    db = sub.add_parser("db", help="the hub database: upgrade (migrations, JSON-home import), check (artifacts)")
+    db = sub.add_parser("db", help="the hub database: upgrade (migrations, JSON-home import), check (artifacts), "
+                        "grow (the graph), jobs (label progress)")
     dsub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
     sp = dsub.add_parser("upgrade", help="migrate the schema to the newest revision; the first run imports the JSON home")
     sp.add_argument("--json", action="store_true")
@@ -167,6 +212,11 @@ def register(sub) -> None:
     sp.add_argument("--max-images", type=int, help="images per node (default: the current graph's)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_db_grow)
+    sp = dsub.add_parser("jobs", help="label-job progress per model and graph version (done/total, failed, leased) "
+                         "and the workers holding leases now")
+    sp.add_argument("--home", default=argparse.SUPPRESS, help="hub home (default: $VLMHUB_HOME; same as vlmhub --home)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_db_jobs)
 
     tok = sub.add_parser("token", help="API tokens: create (printed once), revoke, list")
     tsub = tok.add_subparsers(dest="token_command", metavar="TOKEN_COMMAND", required=True)

@@ -31,7 +31,7 @@ from ..errors import DatabaseError, missing_extra
 from ..settings import Settings, get_settings
 from .schema import AuditRow, MetaRow, utcnow
 
-__all__ = ["HubDB", "UpgradeReport", "upgrade", "redacted_url"]
+__all__ = ["HubDB", "UpgradeReport", "upgrade", "redacted_url", "database_exists", "open_existing"]
 
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=30000",
                    "PRAGMA synchronous=NORMAL")
@@ -219,3 +219,23 @@ def upgrade(settings: Settings | None = None, *, url: str | None = None, revisio
     """Bring the hub database of ``settings`` to ``revision`` (``vlmhub db upgrade``); imports a JSON home once."""
     with HubDB(settings, url=url, auto_upgrade=False) as db:
         return db.upgrade(revision)
+
+
+def database_exists(settings: Settings) -> bool:
+    """Whether the hub database of ``settings`` exists already: a PostgreSQL URL (the server holds it), or a SQLite
+    file that is there (``<home>/hub.db`` by default). Read-only pages and commands check this instead of creating
+    a database by opening it."""
+    u = _normalise_url(settings.db_url)
+    if u.get_backend_name() != "sqlite":
+        return True
+    return not u.database or u.database == ":memory:" or Path(u.database).expanduser().is_file()
+
+
+def open_existing(settings: Settings) -> HubDB:
+    """The hub database of ``settings`` when it exists (:func:`database_exists`), else a
+    :class:`~vlmhub.errors.DatabaseError` that says to create it with ``vlmhub db upgrade``."""
+    if not database_exists(settings):
+        raise DatabaseError(f"the hub home {settings.home} has no hub database ({redacted_url(settings.db_url)}). "
+                            "Create it with `vlmhub db upgrade` (it imports the home's models and labels), or point "
+                            "VLMHUB_DATABASE_URL / --home at the hub that has one.")
+    return HubDB(settings)

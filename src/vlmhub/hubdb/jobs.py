@@ -33,18 +33,20 @@ import numpy as np
 
 from . import _deps  # noqa: F401
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from ..errors import ConfigError, LeaseLostError, UnknownModelError, VlmhubError
 from .artifacts import ArtifactRecord, store_array
 from .catalog import _move
+from .progress import ActiveWorker, JobProgress, ModelProgress, StatusCounts
 from .schema import JobStatus, LabelArtifactRow, LabelJobRow, ModelRow, ModelState
 
 if TYPE_CHECKING:
     from .engine import HubDB
 
 __all__ = ["Lease", "JobRecord", "WorkerStats", "DEFAULT_LABEL_SET", "shard_nodes", "enqueue_label_jobs", "claim",
-           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "done_graph_versions", "run_worker"]
+           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "done_graph_versions", "run_worker",
+           "StatusCounts", "ModelProgress", "ActiveWorker", "JobProgress", "job_progress"]
 
 #: the label-set version of jobs that do not name one (the on-disk label format of vlmhub.labeling.labels)
 DEFAULT_LABEL_SET = "vlmhub.label/1"
@@ -288,6 +290,39 @@ def job_counts(db: "HubDB", *, model_id: str | None = None, graph_version: str |
             q = q.where(LabelJobRow.graph_version == graph_version)
         got = {JobStatus(st).value: n for st, n in s.execute(q)}
     return {st.value: got.get(st.value, 0) for st in JobStatus}
+
+
+def job_progress(db: "HubDB") -> JobProgress:
+    """Label-job progress (a pure read, two grouped queries): per model x graph version the jobs per status, per
+    worker holding an unexpired lease its jobs, models, latest heartbeat and lease expiry, and the hub's totals.
+
+    ``vlmhub db jobs``, ``GET /v1/jobs`` and the "labeling now" box of the web catalog show this."""
+    status = LabelJobRow.status
+    with db.session() as s:
+        now = db.now(s)
+        live = LabelJobRow.lease_expires_at >= now
+        n = lambda cond: func.coalesce(func.sum(case((cond, 1), else_=0)), 0)  # noqa: E731
+        per_model = (select(LabelJobRow.model_id, LabelJobRow.graph_version, n(status == JobStatus.QUEUED),
+                            n(status == JobStatus.LEASED), n(status == JobStatus.DONE), n(status == JobStatus.FAILED),
+                            n(and_(status == JobStatus.LEASED, LabelJobRow.lease_expires_at < now)))
+                     .group_by(LabelJobRow.model_id, LabelJobRow.graph_version)
+                     .order_by(LabelJobRow.model_id, LabelJobRow.graph_version))
+        models = tuple(ModelProgress(mid, gv, StatusCounts(*(int(v) for v in counts)))
+                       for mid, gv, *counts in s.execute(per_model))
+        per_holder = (select(LabelJobRow.lease_holder, LabelJobRow.model_id, func.count(),
+                             func.max(LabelJobRow.updated_at), func.max(LabelJobRow.lease_expires_at))
+                      .where(status == JobStatus.LEASED, LabelJobRow.lease_holder.is_not(None), live)
+                      .group_by(LabelJobRow.lease_holder, LabelJobRow.model_id)
+                      .order_by(LabelJobRow.lease_holder, LabelJobRow.model_id))
+        held: dict[str, list] = {}
+        for holder, mid, jobs, beat, expires in s.execute(per_holder):
+            w = held.setdefault(holder, [0, [], beat, expires])
+            w[0] += int(jobs)
+            w[1].append(mid)
+            w[2], w[3] = max(w[2], beat), max(w[3], expires)
+    workers = tuple(ActiveWorker(h, jobs, tuple(mids), beat, expires) for h, (jobs, mids, beat, expires) in held.items())
+    total = sum((m.counts for m in models), StatusCounts())
+    return JobProgress(models, workers, total)
 
 
 def run_worker(db: "HubDB", worker_id: str, compute: Callable[[Lease], np.ndarray], *, lease_s: float = 60.0,

@@ -9,6 +9,11 @@ GET    ``/v1/hub/models``                the catalog: every model with state, so
                                          (:func:`vlmhub.hub.catalog_entries`; ``?q= source= state= origin=
                                          min_params= max_params= sort=`` as :class:`vlmhub.hub.CatalogQuery`;
                                          anonymous read allowed; the web catalog ``/`` shows the same entries)
+GET    ``/v1/jobs``                      label-job progress: per model x graph version the jobs per status, the
+                                         workers holding leases now, the hub's totals
+                                         (:func:`vlmhub.hubdb.jobs.job_progress`; anonymous read allowed; never
+                                         creates the database: without one, empty progress; the web catalog ``/``
+                                         shows the same numbers in its "labeling now" box)
 GET    ``/v1/whoami``                    the token's user and role
 ====== ================================= ==========================================================================
 
@@ -123,9 +128,21 @@ def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_packa
         entries = catalog_entries(hub(), db_if_any())
         return CatalogQuery.from_params(params, entries).apply(entries)
 
+    def jobs():
+        """Label-job progress (the JSON route's and the web catalog's one call); empty without a database."""
+        from ..hubdb.progress import JobProgress  # no SQLAlchemy needed while there is no database
+
+        found = db_if_any()
+        if found is None:
+            return JobProgress()
+        from ..hubdb.jobs import job_progress
+
+        return job_progress(found)
+
     app.state.hub_db = db  # the web pages (service/web/submit.py) share this database handle
     app.state.hub_db_if_any = db_if_any
     app.state.hub_catalog = catalog
+    app.state.hub_jobs = jobs
     app.state.max_package_bytes = max_package_bytes
     app.state.hub_settings = settings_of
 
@@ -185,6 +202,10 @@ def add_submission_routes(app, settings_of: Callable[[], Settings], *, max_packa
         params = {"q": q, "source": source, "state": state, "origin": origin, "min_params": min_params,
                   "max_params": max_params, "sort": sort}
         return {"models": [e.to_dict() for e in catalog(params)]}
+
+    @app.get("/v1/jobs")
+    def label_jobs() -> dict:
+        return jobs().to_dict()
 
     @app.get("/v1/whoami")
     def whoami(authorization: Optional[str] = Header(None)) -> dict:

@@ -124,6 +124,7 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
         try:
             entries = catalog_entries(get_service().hub, _db_if_any(request))
             query = CatalogQuery.from_params(params, entries)
+            jobs = _job_progress(request)
         except VlmhubError as exc:
             return error(exc, 400 if isinstance(exc, ConfigError) else None)
         try:
@@ -146,7 +147,7 @@ def web_router(get_service: Callable[[], Any], status_for: Callable[[VlmhubError
 
         return render("catalog.html", title="Models", models=shown, total=len(entries), matched=len(rows), form=form,
                       sources=sorted({e.source for e in entries}), states=CATALOG_STATES, sort=query.sort,
-                      sort_keys=SORT_KEYS, page=page_n, pages=pages, link=link)
+                      sort_keys=SORT_KEYS, page=page_n, pages=pages, link=link, jobs=jobs)
 
     def _profile_or_none(model_id: str):
         try:
@@ -326,6 +327,12 @@ def _submission_entry(svc, request, model_id: str):
     if db is None:
         return None
     return next((e for e in catalog_entries(svc.hub, db) if e.id == model_id and e.origin == "submission"), None)
+
+
+def _job_progress(request):
+    """The label-job progress ``GET /v1/jobs`` shows (the app's one call), or None in an app without it."""
+    get = getattr(request.app.state, "hub_jobs", None)
+    return get() if get is not None else None
 
 
 def _db_if_any(request):
