@@ -3,6 +3,7 @@
 Run:  python benchmarks/bench_workers.py [--workers 2] [--models 4] [--clients 16] [--nodes-per-shard 1]
                                          [--database-url postgresql+psycopg://...]
       python benchmarks/bench_workers.py --smoke   # 2 workers, 4 models, 4 clients, 3 nodes a shard (a test runs it)
+      python benchmarks/bench_workers.py --ray-workers 2   # the workers label on a local Ray cluster, 2 actors each
 
 What it does, on a throw-away toy colour hub (three toy models labeled on synthetic swatches; WordNet graph):
 
@@ -16,8 +17,12 @@ What it does, on a throw-away toy colour hub (three toy models labeled on synthe
 4. checks that no job was lost or duplicated: every label job ``done`` after exactly one attempt, one job per
    shard, one artifact row per job (all checksums verified, no orphans), each shard labeled once in the
    workers' logs, each model checked and published once, every submission ``ready`` over HTTP,
-5. labels the same packages again in a second home with one worker and checks that every shard artifact and
-   every published label array is byte-identical.
+5. labels the same packages again in a second home with one worker (in its own process, no Ray) and checks
+   that every shard artifact and every published label array is byte-identical.
+
+With ``--ray-workers N`` a Ray head is started for the run (``ray start --head`` on 127.0.0.1, 2 CPUs) and
+every worker runs ``vlmhub worker --ray ADDRESS --ray-workers N``: the shards are embedded by Ray actors
+(vlmhub.submission.ray_worker); the checks are the same.
 
 Prints: jobs (and per worker), wall time from the workers' start to all published, the load during labeling
 (requests, req/s, p50/p95 overall and per route, errors). Exits 1 if a check of step 4 or 5 fails; timings are
@@ -55,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of the server")
     ap.add_argument("--database-url", default=os.environ.get("VLMHUB_DATABASE_URL"),
                     help="shared database (default: $VLMHUB_DATABASE_URL, else SQLite in the hub home)")
+    ap.add_argument("--ray-workers", type=int, default=0, metavar="N",
+                    help="label on a local Ray cluster started for the run, N actors per worker (default 0: no Ray)")
     ap.add_argument("--smoke", action="store_true", help="4 clients, 3 nodes a shard (about a minute)")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -118,16 +125,24 @@ def _worker_env(settings, database_url) -> dict[str, str]:
     return env
 
 
-def _start_workers(settings, database_url, n: int, nodes_per_shard: int, logs: Path) -> list[tuple[str, subprocess.Popen, Path]]:
-    """``n`` real ``vlmhub worker`` processes (exit when idle), each logging its steps to ``logs/<name>.log``."""
+def _start_workers(settings, database_url, n: int, nodes_per_shard: int, logs: Path, ray: tuple[str, int, str] | None = None
+                   ) -> list[tuple[str, subprocess.Popen, Path]]:
+    """``n`` real ``vlmhub worker`` processes (exit when idle), each logging its steps to ``logs/<name>.log``;
+    ``ray`` = (address, actors per worker, auth token) sends their shards to that Ray cluster, else none uses Ray."""
     logs.mkdir(parents=True, exist_ok=True)
     out = []
     for i in range(1, n + 1):
         name, log = f"w{i}", logs / f"w{i}.log"
         fh = open(log, "w")
-        p = subprocess.Popen([sys.executable, "-m", "vlmhub.cli.main", "worker", "--name", name, "--no-zero-shot-check",
-                              "--nodes-per-shard", str(nodes_per_shard), "--check-seconds", "300"],
-                             env=_worker_env(settings, database_url), stdout=fh, stderr=subprocess.STDOUT)
+        argv = [sys.executable, "-m", "vlmhub.cli.main", "worker", "--name", name, "--no-zero-shot-check",
+                "--nodes-per-shard", str(nodes_per_shard), "--check-seconds", "300"]
+        env = _worker_env(settings, database_url)
+        if ray:
+            argv += ["--ray", ray[0], "--ray-workers", str(ray[1])]
+            env.update(_ray_env(ray[2]))
+        else:
+            argv += ["--no-ray"]
+        p = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT)
         fh.close()
         out.append((name, p, log))
     return out
@@ -149,13 +164,69 @@ def _wait_workers(workers, timeout: float = 1800) -> list[str]:
 
 
 def _steps(log: Path) -> list[tuple[str, str, str]]:
-    """(kind, model id, detail) of each step line a worker printed (``vlmhub worker``'s log format)."""
+    """(kind, model id, detail) of each step line a worker printed (``vlmhub worker``'s log format). A Ray label
+    step (``shards 3,4 on Ray (2 actors): 2 done``) that finished all its shards counts as one line per shard."""
     out = []
     for line in log.read_text().splitlines():
         parts = line.split(None, 2)
         if parts and parts[0] in {"checked", "rejected", "labeled", "published", "lost"} and len(parts) >= 2:
-            out.append((parts[0], parts[1], parts[2] if len(parts) > 2 else ""))
+            detail = parts[2] if len(parts) > 2 else ""
+            if parts[0] == "labeled" and detail.startswith("shards ") and " on Ray " in detail:
+                listed = detail.split()[1].split(",")
+                if detail.endswith(f": {len(listed)} done"):
+                    out += [("labeled", parts[1], f"shard {n}") for n in listed]
+                    continue
+            out.append((parts[0], parts[1], detail))
     return out
+
+
+def _ray_env(token: str) -> dict[str, str]:
+    """Token authentication for the run's cluster (RAY_AUTH_MODE=token): the head and every client share it."""
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _start_ray_head(tmp: Path, token: str) -> tuple[str, subprocess.Popen]:
+    """``ray start --head --block`` on 127.0.0.1 with 2 CPUs, its own temp dir and token (no other Ray on the
+    machine is touched); returns its address once its port answers, and the process (terminating it stops the
+    cluster)."""
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        raise SystemExit(f"--ray-workers needs Ray: {ray_cli} is missing (pip install 'vlmhub[ray]')")
+    port = _free_port()
+    # Ray's sockets live in its temp dir: an AF_UNIX path must stay under 108 bytes, so not under a deep TMPDIR
+    temp = tempfile.mkdtemp(prefix="ray-", dir=os.environ.get("RAY_TMPDIR") or "/tmp")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                             "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+                             "--disable-usage-stats", "--temp-dir", temp],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **_ray_env(token)})
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if head.poll() is not None:
+            raise SystemExit(f"`ray start --head` exited {head.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        head.kill()
+        shutil.rmtree(temp, ignore_errors=True)
+        raise SystemExit("the Ray head did not start within 120 s")
+    head.temp_dir = temp  # removed by _stop
+    return f"127.0.0.1:{port}", head
+
+
+def _stop(head: subprocess.Popen | None) -> None:
+    if head is None:
+        return
+    head.terminate()
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        head.kill()
+        head.wait()
+    shutil.rmtree(head.temp_dir, ignore_errors=True)
 
 
 def _db_state(settings) -> dict:
@@ -222,6 +293,7 @@ def run(args, tmp: Path) -> int:
     server.start()
     base = f"http://127.0.0.1:{port}"
     problems: list[str] = []
+    head = None
     try:
         wait_until_healthy(base, server)
 
@@ -260,10 +332,17 @@ def run(args, tmp: Path) -> int:
                     out.append((name, t, time.perf_counter() - t, ok))
             return out
 
+        ray = None
+        if args.ray_workers:
+            import secrets
+
+            token = secrets.token_hex(32)
+            address, head = _start_ray_head(tmp, token)
+            ray = (address, args.ray_workers, token)
         with ThreadPoolExecutor(args.clients) as ex:
             futures = [ex.submit(client, i) for i in range(args.clients)]
             t_start = time.perf_counter()
-            workers = _start_workers(settings, url, args.workers, args.nodes_per_shard, tmp / "logs")
+            workers = _start_workers(settings, url, args.workers, args.nodes_per_shard, tmp / "logs", ray)
             problems += _wait_workers(workers)
             t_end = time.perf_counter()
             stop.set()
@@ -273,6 +352,11 @@ def run(args, tmp: Path) -> int:
     finally:
         server.terminate()
         server.join(timeout=10)
+        _stop(head)
+
+    if problems:  # a worker failed: its log says why, and the checks below would only fail after it
+        print("\nFAILED:\n  " + "\n  ".join(problems))
+        return 1
 
     # -- no lost or duplicated job ---------------------------------------------------------------------------
     state = _db_state(settings)
@@ -342,7 +426,8 @@ def run(args, tmp: Path) -> int:
     # -- figures ------------------------------------------------------------------------------------------------
     wall = t_end - t_start
     per_worker = ", ".join(f"{name} {sum(1 for k, *_ in steps[name] if k == 'labeled')}" for name, *_ in workers)
-    print(f"\n{args.workers} `vlmhub worker` processes, {args.models} submitted tiny CLIPs, backend {backend}, "
+    on_ray = f", on Ray ({args.ray_workers} actors per worker)" if args.ray_workers else ""
+    print(f"\n{args.workers} `vlmhub worker` processes{on_ray}, {args.models} submitted tiny CLIPs, backend {backend}, "
           f"graph {v1}, {args.nodes_per_shard} nodes a shard")
     print(f"jobs: {len(jobs)} label jobs ({args.models} models x {sorted(set(n_shards.values()))} shards), "
           f"{sum(j.status.value == 'done' for j in jobs)} done, attempts {sorted(Counter(j.attempts for j in jobs).items())}, "

@@ -33,6 +33,7 @@ class Case:
     script: str
     figures: tuple[tuple[str, int], ...]  # (regex, lines it must match at least)
     slow: bool = False
+    args: tuple[str, ...] = ()  # besides --smoke (a second mode of the same script)
 
 
 def _score_names() -> list[str]:
@@ -79,6 +80,12 @@ CASES = (
                               (rf"^\| (GET|POST) /v1/[^|]+ \| \d+ \| 0 \| {NUM} \| {NUM} \|$", 5),
                               (r"^labels: \d+ shard artifacts and 4 published labels byte-identical to the single-worker run$", 1),
                               (r"^no lost or duplicated job: ok$", 1)), slow=True),
+    # the same with the workers' shards embedded on a Ray cluster started for the run (1 actor per worker)
+    Case("bench_workers.py", ((rf"^jobs: \d+ label jobs \(4 models x \[\d+\] shards\), \d+ done, attempts \[\(1, \d+\)\], "
+                               r"labeled per worker: w1 \d+, w2 \d+$", 1),
+                              (r"^2 `vlmhub worker` processes, on Ray \(1 actors per worker\)", 1),
+                              (r"^labels: \d+ shard artifacts and 4 published labels byte-identical to the single-worker run$", 1),
+                              (r"^no lost or duplicated job: ok$", 1)), slow=True, args=("--ray-workers", "1")),
     Case("measure_imagenet_top1.py", ((r"^toy-[abc]\t[01]\.\d{3}$", 3),), slow=True),
     Case("mll_variants.py", ((rf"^\| (precision|f1) \| (entropy|inverse_entropy|uniform) \| {NUM} / {NUM} \| {NUM} \| {NUM} \|$", 6),
                              (rf"^References: color-task: INB {NUM}, best single {NUM}, oracle {NUM}$", 1)), slow=True),
@@ -86,7 +93,8 @@ CASES = (
 
 
 def _param(case: Case):
-    return pytest.param(case, id=case.script[:-3], marks=[pytest.mark.slow] if case.slow else [])
+    name = case.script[:-3] + "".join(f"-{a.lstrip('-')}" for a in case.args)
+    return pytest.param(case, id=name, marks=[pytest.mark.slow] if case.slow else [])
 
 
 def test_every_benchmark_has_a_smoke_case():
@@ -96,7 +104,7 @@ def test_every_benchmark_has_a_smoke_case():
         assert "--smoke" in (BENCH / c.script).read_text(), f"{c.script} documents no --smoke mode"
 
 
-def _run(script: str, tmp_path: Path, wordnet_dir: Path) -> subprocess.CompletedProcess:
+def _run(script: str, tmp_path: Path, wordnet_dir: Path, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.update({
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -115,7 +123,7 @@ def _run(script: str, tmp_path: Path, wordnet_dir: Path) -> subprocess.Completed
     # Ray's sockets live under RAY_TMPDIR (else TMPDIR): an AF_UNIX path must stay under 108 bytes
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     try:
-        return subprocess.run([sys.executable, str(BENCH / script), "--smoke"], cwd=tmp_path, env=env,
+        return subprocess.run([sys.executable, str(BENCH / script), "--smoke", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
     finally:
         shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
@@ -123,7 +131,7 @@ def _run(script: str, tmp_path: Path, wordnet_dir: Path) -> subprocess.Completed
 
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_smoke_mode_prints_its_figures(case: Case, tmp_path, wordnet_dir):
-    p = _run(case.script, tmp_path, wordnet_dir)
+    p = _run(case.script, tmp_path, wordnet_dir, case.args)
     if p.returncode == SKIP_EXIT:
         pytest.skip(next((ln for ln in p.stdout.splitlines() if ln.startswith("SKIP:")), "SKIP (no reason printed)"))
     assert p.returncode == 0, f"{case.script} --smoke exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"

@@ -9,9 +9,9 @@ the compute to the cluster::
           ◄──────────── ray.wait, one shard at a time ────────┘
     finish(lease, array)   (the same content-addressed artifact as a local worker's)
 
-* One :class:`ShardLabeler` actor per Ray worker (``RayOptions.workers``) loads the model's weights once
-  (:func:`~vlmhub.submission.shards.load_labeling_model`, from the home's shared storage) and embeds many
-  shards; the actors stay up for the next step while the worker labels the same model.
+* ``RayOptions.workers`` :class:`ShardLabeler` actors per worker, kept for the worker's lifetime: an actor loads
+  a model's weights on its first shard of that model (:func:`~vlmhub.submission.shards.load_labeling_model`,
+  from the home's shared storage) and keeps them for the shards after it; a step holds shards of one model.
 * A task receives only its shard's image refs and captions (:func:`~vlmhub.submission.shards.shard_inputs`),
   and runs the very code a local worker runs (:func:`~vlmhub.submission.shards.embed_shard`), so the
   artifacts are byte for byte a local worker's, with any number of actors and after any number of restarts.
@@ -45,15 +45,23 @@ ModelLoader = Callable[[Settings, str, str], Any]
 
 
 class ShardLabeler:
-    """A Ray actor holding one model: loads it once, then embeds shard after shard."""
+    """A Ray actor that embeds shards: it holds one model at a time, loaded on the first shard of that model
+    (``load(settings, model_id, source)``) and kept for the shards after it. The actor's process (Python,
+    torch, the adapter's imports) outlives model switches: only the weights are loaded again."""
 
-    def __init__(self, settings: Settings, model_id: str, source: str, load: ModelLoader):
-        self.model = load(settings, model_id, source)
+    def __init__(self, settings: Settings, load: ModelLoader):
+        self.settings, self.load = settings, load
+        self.model_id: str | None = None
+        self.model: Any = None
 
-    def embed(self, image_refs: list, captions: list, batch_size: int) -> np.ndarray:
-        """One shard's label rows (:func:`~vlmhub.submission.shards.embed_shard`)."""
+    def embed(self, model_id: str, source: str, image_refs: list, captions: list, batch_size: int) -> np.ndarray:
+        """One shard's label rows with ``model_id`` (:func:`~vlmhub.submission.shards.embed_shard`)."""
         from .shards import embed_shard
 
+        if model_id != self.model_id:
+            self.model, self.model_id = None, None  # free the old weights before loading the new ones
+            self.model = self.load(self.settings, model_id, source)
+            self.model_id = model_id
         return embed_shard(self.model, image_refs, captions, batch_size=batch_size)
 
     def pid(self) -> int:
@@ -81,10 +89,10 @@ class RayLabelStats:
 
 
 class RayShardPool:
-    """The :class:`ShardLabeler` actors of the model this worker labels now (``options.workers`` of them).
+    """The worker's ``options.workers`` :class:`ShardLabeler` actors, started on first use and kept until
+    :meth:`close` (across models: an actor swaps its model's weights, not its process).
 
-    Asking for another model's actors ends the current ones first (one model's weights per actor at a time).
-    ``load`` is how an actor loads its model (default :func:`~vlmhub.submission.shards.load_labeling_model`).
+    ``load`` is how an actor loads a model (default :func:`~vlmhub.submission.shards.load_labeling_model`).
     """
 
     def __init__(self, ray: Any, settings: Settings, options: "RayOptions", *, load: ModelLoader | None = None):
@@ -92,7 +100,6 @@ class RayShardPool:
 
         self.ray, self.settings, self.options = ray, settings, options
         self.load = load or load_labeling_model
-        self.model_id: str | None = None
         self.handles: list[Any] = []
 
     @property
@@ -100,20 +107,17 @@ class RayShardPool:
         """Shards to hold in flight: two per actor, so an actor never waits for the worker between shards."""
         return 2 * self.options.workers
 
-    def actors(self, model_id: str, source: str) -> list[Any]:
-        """The actors holding ``model_id`` (started on first use, each loading the weights once)."""
-        if model_id != self.model_id:
-            self.close()
+    def actors(self) -> list[Any]:
+        """The actors (started now if there are none)."""
+        if not self.handles:
             remote = self.ray.remote(ShardLabeler).options(
                 num_cpus=self.options.num_cpus, max_restarts=self.options.max_retries,
                 max_task_retries=self.options.max_retries)
-            self.handles = [remote.remote(self.settings, model_id, source, self.load)
-                            for _ in range(self.options.workers)]
-            self.model_id = model_id
+            self.handles = [remote.remote(self.settings, self.load) for _ in range(self.options.workers)]
         return self.handles
 
     def forget(self) -> None:
-        """Drop the actors (they failed for good, e.g. the model does not load): the next step starts new ones."""
+        """Drop the actors (one died for good): the next step starts new ones."""
         self.close()
 
     def close(self) -> None:
@@ -123,7 +127,7 @@ class RayShardPool:
                 self.ray.kill(h)
             except Exception:  # noqa: BLE001 - already dead
                 pass
-        self.handles, self.model_id = [], None
+        self.handles = []
 
 
 def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "WorkflowConfig",
@@ -149,7 +153,8 @@ def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "Workf
     pending: dict[Any, Any] = {}
     graphs: dict[str, tuple] = {}
     try:
-        actors = pool.actors(first.model_id, get_model(db, first.model_id).source)
+        source = get_model(db, first.model_id).source
+        actors = pool.actors()
         for i, lease in enumerate(leases):
             try:
                 if lease.graph_version not in graphs:
@@ -160,7 +165,8 @@ def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "Workf
                 fail(db, lease, f"{type(exc).__name__}: {exc}")
                 failed += 1
                 continue
-            pending[actors[i % len(actors)].embed.remote(refs, captions, config.batch_size)] = lease
+            pending[actors[i % len(actors)].embed.remote(first.model_id, source, refs, captions,
+                                                         config.batch_size)] = lease
     except BaseException:
         for lease in leases:  # give the shards back at once rather than when their leases expire
             if lease not in pending.values():
