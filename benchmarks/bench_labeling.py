@@ -16,7 +16,8 @@ Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> shar
                    each run labels a fresh home, so actor start and model shipping are in the time, for the
                    caption stage (one node caption per model, from the text cache) and the image stage); below the
                    table per W: the fixed cost (a run on W chunks) and the steady rate
-                   (N - W*batch images / the difference of the two run times) per worker vs raw fwd;
+                   (N - W*batch images / the difference of the two run times) per worker vs raw fwd, and the
+                   caption stage's share of the fixed cost (a run on a graph without images);
 * ``ratio``       label / raw fwd (goal >= 0.9), ``ray/W`` the Ray figure per worker / raw fwd, and the split of
                    the labeling wall time.
 
@@ -122,6 +123,12 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse"
 
         want = label_bytes(settings)
         for w in ray_workers:
+            # the caption stage alone (its actors start, models shipped, one caption chunk per model): a graph
+            # whose node has no images
+            s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}-captions")
+            t = time.perf_counter()
+            label_models_ray(models, _graph([]), s, concurrency=w, batch_size=batch, progress=False)
+            out[f"ray{w}_captions"] = time.perf_counter() - t
             # the fixed cost (actors start, models shipped, one chunk each): a run on w chunks only
             few = refs[: batch * w]
             s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}-fixed")
@@ -200,7 +207,7 @@ def main(argv=None) -> int:
                   + f"   {split}")
             for w in ray_workers:
                 print(f"  ray x{w}: end to end {rays[w]:.1f} img/s, fixed cost {r[f'ray{w}_fixed']:.1f} s (actors, "
-                      f"{w} chunk(s)), steady {r[f'ray{w}_steady']:.1f} img/s = {r[f'ray{w}_steady'] / w / ips['fwd']:.2f} "
+                      f"{w} chunk(s); of it the caption stage {r[f'ray{w}_captions']:.1f} s), steady {r[f'ray{w}_steady']:.1f} img/s = {r[f'ray{w}_steady'] / w / ips['fwd']:.2f} "
                       f"x raw fwd per worker; labels byte for byte the single-process labels: {r[f'ray{w}_same']}")
                 differ = differ or not r[f"ray{w}_same"]
     finally:
