@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 import pytest
+from many_captions import with_many_captions
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
 
@@ -33,18 +34,6 @@ def _label_bytes(settings, model_ids, graph):
         cap = lab.captions.get([caption_key(c) for c in graph.captions()])
         out[mid] = (img.dtype.str, img.shape, img.tobytes(), cap.tobytes())
     return out
-
-
-def _with_many_captions(graph, n=600):
-    """``graph`` plus ``n`` image-less nodes: more than two caption chunks per model (CAPTION_CHUNK = 256)."""
-    from vlmhub.concepts.graph import Node
-    from vlmhub.labeling.labeler import CAPTION_CHUNK
-    from vlmhub.models.toy import COLORS
-
-    assert n > 2 * CAPTION_CHUNK
-    extra = tuple(Node(f"x{k:05d}", f"extra {k}", f"a {COLORS[k % len(COLORS)]} thing, concept number {k}", (), (), False)
-                  for k in range(n))
-    return dataclasses.replace(graph, nodes=graph.nodes + extra)
 
 
 class _Recorded:
@@ -92,7 +81,7 @@ def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_p
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     ids = ["toy-a", "toy-b", "toy-c"]
-    graph = _with_many_captions(toy_hub.graph())
+    graph = with_many_captions(toy_hub.graph())
     local = label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the new captions, locally
     assert all(n == 600 for n in local.new_captions.values())
     marks = tmp_path / "marks"
@@ -214,7 +203,7 @@ def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, 
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     ids = ["toy-a", "toy-b", "toy-c"]
-    graph = _with_many_captions(toy_hub.graph())
+    graph = with_many_captions(toy_hub.graph())
     label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the reference: the new captions, locally
     marks = tmp_path / "marks"
     marks.mkdir()
