@@ -13,9 +13,11 @@ Per backbone (the hub's models ``--families`` conse/label/wnhier-<backbone> shar
 * ``label``       ``label_models`` end to end on a temporary hub whose graph holds the N images (captions
                    pre-encoded so text is not timed): decode, forward, heads, shard writes;
 * ``ray xW``      ``label_models_ray`` end to end with W Ray actors (a local Ray of ``max(W)`` CPUs started once;
-                   each run labels a fresh home, so actor start and model shipping are in the time); below the
+                   each run labels a fresh home, so actor start and model shipping are in the time, for the
+                   caption stage (one node caption per model, from the text cache) and the image stage); below the
                    table per W: the fixed cost (a run on W chunks) and the steady rate
-                   (N - W*batch images / the difference of the two run times) per worker vs raw fwd;
+                   (N - W*batch images / the difference of the two run times) per worker vs raw fwd, and the
+                   caption stage's share of the fixed cost (a run on a graph without images);
 * ``ratio``       label / raw fwd (goal >= 0.9), ``ray/W`` the Ray figure per worker / raw fwd, and the split of
                    the labeling wall time.
 
@@ -112,8 +114,21 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse"
         from vlmhub.labeling.ray_backend import label_models_ray
         from vlmhub.labeling.labels import LabelStore
 
-        want = {m.id: LabelStore(settings).label(m.id).images.get([r[0] for r in refs]).tobytes() for m in models}
+        from vlmhub.labeling.labels import caption_key
+
+        def label_bytes(s):  # images and captions, both computed on Ray in the Ray runs
+            labs = {m.id: LabelStore(s).label(m.id) for m in models}
+            return {mid: (lab.images.get([r[0] for r in refs]).tobytes(),
+                          lab.captions.get([caption_key(c) for c in graph.captions()]).tobytes()) for mid, lab in labs.items()}
+
+        want = label_bytes(settings)
         for w in ray_workers:
+            # the caption stage alone (its actors start, models shipped, one caption chunk per model): a graph
+            # whose node has no images
+            s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}-captions")
+            t = time.perf_counter()
+            label_models_ray(models, _graph([]), s, concurrency=w, batch_size=batch, progress=False)
+            out[f"ray{w}_captions"] = time.perf_counter() - t
             # the fixed cost (actors start, models shipped, one chunk each): a run on w chunks only
             few = refs[: batch * w]
             s = dataclasses.replace(settings, home=tmp / f"hub-{backbone}-ray{w}-fixed")
@@ -126,8 +141,7 @@ def bench_backbone(backbone: str, refs, batch: int, tmp: Path, families=("conse"
             out[f"ray{w}"] = time.perf_counter() - t
             out[f"ray{w}_steady"] = ((n - len(few)) / (out[f"ray{w}"] - out[f"ray{w}_fixed"])
                                      if n > len(few) and out[f"ray{w}"] > out[f"ray{w}_fixed"] else float("nan"))
-            got = {m.id: LabelStore(s).label(m.id).images.get([r[0] for r in refs]).tobytes() for m in models}
-            out[f"ray{w}_same"] = got == want
+            out[f"ray{w}_same"] = label_bytes(s) == want
     return out
 
 
@@ -193,7 +207,7 @@ def main(argv=None) -> int:
                   + f"   {split}")
             for w in ray_workers:
                 print(f"  ray x{w}: end to end {rays[w]:.1f} img/s, fixed cost {r[f'ray{w}_fixed']:.1f} s (actors, "
-                      f"{w} chunk(s)), steady {r[f'ray{w}_steady']:.1f} img/s = {r[f'ray{w}_steady'] / w / ips['fwd']:.2f} "
+                      f"{w} chunk(s); of it the caption stage {r[f'ray{w}_captions']:.1f} s), steady {r[f'ray{w}_steady']:.1f} img/s = {r[f'ray{w}_steady'] / w / ips['fwd']:.2f} "
                       f"x raw fwd per worker; labels byte for byte the single-process labels: {r[f'ray{w}_same']}")
                 differ = differ or not r[f"ray{w}_same"]
     finally:

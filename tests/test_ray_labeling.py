@@ -10,6 +10,7 @@ import dataclasses
 import json
 
 import pytest
+from many_captions import with_many_captions
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
 
@@ -35,16 +36,65 @@ def _label_bytes(settings, model_ids, graph):
     return out
 
 
+class _Recorded:
+    """A model (delegated to) that leaves ``marks/<method>-<pid>-<uid>`` behind for every text and trunk
+    forward: which processes computed the labels."""
+
+    def __init__(self, inner, marks):
+        self.__dict__.update(inner=inner, marks=str(marks))
+
+    def __getattr__(self, name):
+        if name in ("inner", "marks"):  # while unpickling, before __dict__ is filled
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _mark(self, method):
+        import os
+        import uuid
+        from pathlib import Path
+
+        (Path(self.marks) / f"{method}-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
+
+    def encode_text(self, texts):
+        self._mark("encode_text")
+        return self.inner.encode_text(texts)
+
+    def image_features(self, pixels):
+        self._mark("image_features")
+        return self.inner.image_features(pixels)
+
+
+def _pids(marks, method):
+    return [int(p.name.split("-")[1]) for p in marks.glob(f"{method}-*")]
+
+
 @pytest.mark.slow  # starting Ray and its workers takes longer than 20 s on a 2-core machine
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_path, concurrency):
+    """Captions and images both computed by Ray workers (the driver runs no text or trunk forward), several
+    caption chunks per model: the labels are byte for byte the local ones."""
+    import os
+    import sys
+
+    from vlmhub.labeling.labeler import CAPTION_CHUNK, label_models
     from vlmhub.labeling.ray_backend import label_models_ray
 
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     ids = ["toy-a", "toy-b", "toy-c"]
-    graph = toy_hub.graph()
+    graph = with_many_captions(toy_hub.graph())
+    local = label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the new captions, locally
+    assert all(n == 600 for n in local.new_captions.values())
+    marks = tmp_path / "marks"
+    marks.mkdir()
     other = dataclasses.replace(toy_hub.settings, home=tmp_path / f"ray-hub-{concurrency}")
-    report = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
+    report = label_models_ray([_Recorded(m, marks) for m in toy_hub.models(ids)], graph, other,
+                              concurrency=concurrency, progress=False)
     assert set(report.new_images) == set(ids) and all(n == len(graph.image_ids()) for n in report.new_images.values())
+    assert all(n == len(graph.nodes) for n in report.new_captions.values())
+    text, trunk = _pids(marks, "encode_text"), _pids(marks, "image_features")
+    chunks_per_model = -(-len(graph.nodes) // CAPTION_CHUNK)
+    assert len(text) == len(ids) * chunks_per_model and os.getpid() not in text  # every caption chunk, on Ray
+    assert trunk and os.getpid() not in trunk
     want, got = _label_bytes(toy_hub.settings, ids, graph), _label_bytes(other, ids, graph)
     assert got == want
     again = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
@@ -63,7 +113,7 @@ def test_cli_label_ray_writes_the_labels_of_cli_label(ray_cluster, settings, col
     capsys.readouterr()
     assert main(["--home", str(on_ray), *argv, "--ray", "--ray-workers", "2"]) == 0
     err = capsys.readouterr().err
-    assert "shard" in err  # the progress bar over shards
+    assert "shard" in err and "captions" in err  # the progress bars over caption chunks and shards
     graph = current_graph(settings)
     ray_settings = dataclasses.replace(settings, home=on_ray)
     assert current_graph(ray_settings).version == graph.version
@@ -97,56 +147,67 @@ def test_ray_address_comes_from_the_option_then_vlmhub_ray_address(settings, mon
 
 
 class _DiesOnce:
-    """A toy model (delegated to) whose first trunk forward after some chunk was embedded anywhere publishes its
-    worker's pid in ``marks/victim`` and waits there to be killed; every other forward just runs."""
+    """A toy model (delegated to) whose first ``method`` call (``image_features``: a trunk forward,
+    ``encode_text``: a caption chunk) after some other call of it finished anywhere publishes its worker's pid
+    in ``marks/victim`` and waits there to be killed; every other call just runs."""
 
-    def __init__(self, inner, marks):
-        self.__dict__.update(inner=inner, marks=str(marks))
+    def __init__(self, inner, marks, method):
+        self.__dict__.update(inner=inner, marks=str(marks), method=method)
 
     def __getattr__(self, name):
-        if name in ("inner", "marks"):  # while unpickling, before __dict__ is filled
+        if name in ("inner", "marks", "method"):  # while unpickling, before __dict__ is filled
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def image_features(self, pixels):
+    def _call(self, method, *args):
         import os
         import time
         import uuid
         from pathlib import Path
 
         marks = Path(self.marks)
-        if any(marks.glob("done-*")) and not (marks / "victim").exists():
+        if method == self.method and any(marks.glob("done-*")) and not (marks / "victim").exists():
             tmp = marks / f"victim-{os.getpid()}"
             tmp.write_text(str(os.getpid()))
             try:
-                os.link(tmp, marks / "victim")  # exactly one forward becomes the victim
+                os.link(tmp, marks / "victim")  # exactly one call becomes the victim
             except FileExistsError:
                 pass
             else:
                 time.sleep(120)  # killed here by the test
-        out = self.inner.image_features(pixels)
-        (marks / f"done-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
+        out = getattr(self.inner, method)(*args)
+        if method == self.method:
+            (marks / f"done-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
         return out
+
+    def image_features(self, pixels):
+        return self._call("image_features", pixels)
+
+    def encode_text(self, texts):
+        return self._call("encode_text", texts)
 
 
 @pytest.mark.slow  # Ray Data with a worker restart: ~20-30 s on a 2-core machine
-def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, tmp_path):
-    """SIGKILL of a Ray worker process in the middle of a chunk: the actor restarts, the chunk is retried and
-    the labels are byte for byte the local ones."""
+@pytest.mark.parametrize("method", ["image_features", "encode_text"])
+def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, tmp_path, method):
+    """SIGKILL of a Ray worker process in the middle of an image chunk or a caption chunk: the actor restarts,
+    the chunk is retried and the labels are byte for byte the local ones."""
     import os
     import signal
     import sys
     import threading
     import time
 
+    from vlmhub.labeling.labeler import label_models
     from vlmhub.labeling.ray_backend import label_models_ray
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
     ids = ["toy-a", "toy-b", "toy-c"]
-    graph = toy_hub.graph()
+    graph = with_many_captions(toy_hub.graph())
+    label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the reference: the new captions, locally
     marks = tmp_path / "marks"
     marks.mkdir()
-    models = [_DiesOnce(m, marks) for m in toy_hub.models(ids)]
+    models = [_DiesOnce(m, marks, method) for m in toy_hub.models(ids)]
     assert len(graph.image_ids()) > 2 * toy_hub.settings.batch_size  # several chunks per trunk: a kill mid-run
     killed: list[int] = []
     before: set = set()  # chunks embedded when the worker was killed
@@ -167,7 +228,7 @@ def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, 
     label_models_ray(models, graph, other, concurrency=2, max_retries=2, progress=False)
     thread.join(timeout=5)
     assert len(killed) == 1 and killed[0] != os.getpid()
-    assert set(marks.glob("done-*")) - before  # the killed worker's chunk was embedded again after the kill
+    assert set(marks.glob("done-*")) - before  # the killed worker's chunk was computed again after the kill
     assert _label_bytes(other, ids, graph) == _label_bytes(toy_hub.settings, ids, graph)
 
 

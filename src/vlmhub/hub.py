@@ -115,7 +115,8 @@ class Hub:
 
         Rows that already exist (images, captions, renditions) are reused, so re-running is cheap and growing
         the graph only embeds what is new. With ``ray`` (:class:`~vlmhub.labeling.ray_backend.RayOptions`) the
-        image stage runs on a Ray cluster (``pip install 'vlmhub[ray]'``); the labels are byte for byte the same.
+        caption and image embeddings are computed on a Ray cluster (``pip install 'vlmhub[ray]'``), none in this
+        process; the labels are byte for byte the same.
         """
         if graph is None:
             graph = self.build_graph(sample_sets, max_images=max_images, max_per_concept=max_per_concept)

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="recompute labels from scratch")
     sp.add_argument("--renditions", default="original",
                     help="label the samples under these renditions too, comma-separated (original,lowres32,gray,gray48)")
-    ray_opts(sp, "label")
+    ray_opts(sp, "compute the caption and image embeddings")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_label)
 

@@ -24,11 +24,20 @@ from ..settings import Settings, get_settings
 from ..storage.atomic import file_lock
 from .labels import LabelStore, ModelLabel, caption_key
 
-__all__ = ["label_models", "LabelReport", "LABELING_LOCK", "ImageBackend", "embed_chunk", "local_image_embeddings"]
+__all__ = ["label_models", "LabelReport", "LABELING_LOCK", "ImageBackend", "TextBackend", "CAPTION_CHUNK", "embed_chunk",
+           "local_image_embeddings", "local_caption_embeddings"]
 
 #: ``backend(group, chunks)`` yields ``(chunk index, {model id: embeddings of the chunk's images})`` for every
 #: chunk of image refs, in any order: the models of ``group`` share one trunk (run once per image)
 ImageBackend = Callable[[Sequence[ZeroShotModel], Sequence[Sequence[tuple]]], Iterator[tuple[int, dict[str, np.ndarray]]]]
+
+#: ``backend(models, chunks)`` yields ``(chunk index, embeddings)`` for every caption chunk, in any order: chunk
+#: ``(j, captions)`` is a list of captions of ``models[j]`` (at most :data:`CAPTION_CHUNK`), embedded in one
+#: ``models[j].encode_text(captions)`` call
+TextBackend = Callable[[Sequence[ZeroShotModel], Sequence[tuple[int, Sequence[str]]]], Iterator[tuple[int, np.ndarray]]]
+
+#: captions per text forward (and per stored caption shard)
+CAPTION_CHUNK = 256
 
 
 def embed_chunk(group: Sequence[ZeroShotModel], chunk: Sequence[tuple]) -> dict[str, np.ndarray]:
@@ -52,6 +61,14 @@ def local_image_embeddings(group: Sequence[ZeroShotModel], chunks: Sequence[Sequ
                 fut = pool.submit(_prep_batch, group[0], chunks[ci + 1])
             feats = group[0].image_features(pixels)
             yield ci, {m.id: np.asarray(m.project_image(feats)) for m in group}
+
+
+def local_caption_embeddings(models: Sequence[ZeroShotModel], chunks: Sequence[tuple[int, Sequence[str]]]
+                             ) -> Iterator[tuple[int, np.ndarray]]:
+    """The in-process :data:`TextBackend`: every chunk in order, one ``encode_text`` call each."""
+    for ci, (j, captions) in enumerate(chunks):
+        yield ci, np.asarray(models[j].encode_text(list(captions)))
+
 
 #: name of the per-model lock file a labeling run holds (inside the model's label folder)
 LABELING_LOCK = ".labeling.lock"
@@ -95,12 +112,15 @@ def label_models(
     progress: bool = True,
     renditions: Sequence[str] = ("original",),
     image_backend: ImageBackend | None = None,
+    text_backend: TextBackend | None = None,
 ) -> LabelReport:
     """Label ``models`` on ``graph`` (Eq. 2-4), skipping rows that already exist. Returns a report.
 
     ``image_backend`` computes the image embeddings of each chunk of ``batch_size`` images (default: in this
-    process, :func:`local_image_embeddings`; :mod:`vlmhub.labeling.ray_backend` runs them on Ray). Every
-    chunk is stored as soon as it arrives, so an interrupted run resumes at chunk granularity.
+    process, :func:`local_image_embeddings`; :mod:`vlmhub.labeling.ray_backend` runs them on Ray);
+    ``text_backend`` likewise the caption embeddings of each chunk of :data:`CAPTION_CHUNK` captions of one
+    model (default :func:`local_caption_embeddings`). Every chunk is stored as soon as it arrives, so an
+    interrupted run resumes at chunk granularity. The progress bars count stored caption chunks and shards.
     """
     from tqdm.auto import tqdm
 
@@ -150,16 +170,22 @@ def label_models(
             if not group:
                 continue
             t0 = time.perf_counter()
-            # captions (text tower): per model
-            for m in group:
-                lab = store.label(m.id)
-                keys = [caption_key(c) for c in captions]
-                missing = set(lab.captions.missing(keys))
+            # captions (text tower): each model's missing captions in chunks of CAPTION_CHUNK
+            keys = [caption_key(c) for c in captions]
+            cap_chunks: list[tuple[int, list[str]]] = []
+            for j, m in enumerate(group):
+                missing = set(store.label(m.id).captions.missing(keys))
                 todo = [c for c in dict.fromkeys(captions) if caption_key(c) in missing]
-                for i in range(0, len(todo), 256):
-                    chunk = todo[i : i + 256]
-                    lab.captions.append([caption_key(c) for c in chunk], m.encode_text(chunk))
+                cap_chunks += [(j, todo[i : i + CAPTION_CHUNK]) for i in range(0, len(todo), CAPTION_CHUNK)]
                 report.new_captions[m.id] = len(todo)
+            n_caps = sum(len(c) for _, c in cap_chunks)
+            bar = tqdm(total=len(cap_chunks), desc=f"captions {key} ({len(group)} model{'s' if len(group) > 1 else ''}, "
+                       f"{n_caps} captions)", unit="chunk", disable=not progress or not cap_chunks)
+            for ci, embs in (text_backend or local_caption_embeddings)(group, cap_chunks):
+                j, chunk = cap_chunks[ci]
+                store.label(group[j].id).captions.append([caption_key(c) for c in chunk], embs)
+                bar.update(1)
+            bar.close()
             # images: the union of rows missing in any model of the group, trunk once per image
             tables = {m.id: store.label(m.id).images for m in group}
             missing_sets = {mid: set(t.missing(image_ids)) for mid, t in tables.items()}

@@ -1,17 +1,25 @@
-"""Labeling on Ray: the image embeddings of a labeling job computed by Ray Data batch inference.
+"""Labeling on Ray: the image and caption embeddings of a labeling job computed by Ray Data batch inference.
 
-:func:`label_models_ray` is :func:`~vlmhub.labeling.labeler.label_models` with its image stage on a Ray
-cluster (``address``: ``"auto"`` after ``ray start --head``, ``"ray://head:10001"``; default
-``Settings.ray_address`` = ``VLMHUB_RAY_ADDRESS``, else a local Ray started for the call). Per group of models
-sharing a trunk, the job's chunks of ``batch_size`` sample images (the graph shards) become a Ray dataset of
-chunk numbers, and ``Dataset.map_batches`` runs them through :class:`ChunkEmbedder`, a callable class that
-holds the group's loaded models: each of its ``concurrency`` actors receives the models and the chunk list once
-(object store) and embeds many chunks. An actor whose worker process dies is restarted and its chunk retried
-(``max_restarts`` / ``max_task_retries`` = ``max_retries``). Every chunk is embedded exactly as the local
-labeler embeds it (same images in the same batch, same code: :func:`~vlmhub.labeling.labeler.embed_chunk`),
-so labels are byte for byte the local ones, whoever computed them and however often. The driver stores each
-chunk as it arrives (the same label files as today), so an interrupted run resumes at chunk granularity.
-Captions (one text forward per node) stay in the driver.
+:func:`label_models_ray` is :func:`~vlmhub.labeling.labeler.label_models` with both of its model stages on a
+Ray cluster (``address``: ``"auto"`` after ``ray start --head``, ``"ray://head:10001"``; default
+``Settings.ray_address`` = ``VLMHUB_RAY_ADDRESS``, else a local Ray started for the call), so the driver runs
+no model at all: it plans the chunks, stores what comes back and draws the progress bars. Per group of models
+sharing a trunk:
+
+* captions: the group's chunks of :data:`~vlmhub.labeling.labeler.CAPTION_CHUNK` missing captions of one
+  model become a Ray dataset of chunk numbers that ``Dataset.map_batches`` runs through
+  :class:`CaptionEncoder` (:class:`RayTextBackend`): one ``encode_text`` call per chunk, as the local labeler
+  makes it;
+* images: the job's chunks of ``batch_size`` sample images (the graph shards) run likewise through
+  :class:`ChunkEmbedder` (:class:`RayImageBackend`): decode, trunk once, every model's projection
+  (:func:`~vlmhub.labeling.labeler.embed_chunk`, the local labeler's code).
+
+Each stage's ``concurrency`` actors hold the group's loaded models, receive them and the chunk list once
+(object store, ``ray.put``) and process many chunks. An actor whose worker process dies is restarted and its
+chunk retried (``max_restarts`` / ``max_task_retries`` = ``max_retries``). Every chunk holds the same inputs
+in the same batch as locally and runs the same code, so labels are byte for byte the local ones, whoever
+computed them and however often. The driver stores each chunk as it arrives (the same label files as today),
+so an interrupted run resumes at chunk granularity.
 
 Ray is an optional extra: ``pip install "vlmhub[ray]"``.
 """
@@ -30,7 +38,8 @@ from ..models.base import ZeroShotModel
 from ..settings import Settings, get_settings
 from .labeler import LabelReport, embed_chunk, label_models
 
-__all__ = ["ChunkEmbedder", "RayImageBackend", "RayOptions", "label_models_ray", "import_ray", "ray_session", "deref"]
+__all__ = ["CaptionEncoder", "ChunkEmbedder", "RayImageBackend", "RayOptions", "RayTextBackend", "label_models_ray",
+           "import_ray", "ray_session", "deref"]
 
 
 def import_ray(purpose: str = "labeling on Ray") -> Any:
@@ -79,7 +88,7 @@ class RayOptions:
 def ray_session(address: str | None = None, *, purpose: str = "labeling on Ray") -> Iterator[Any]:
     """Ray for one job: connect to ``address`` (``None``: start a local Ray) unless this process already has
     Ray initialised (then that one is used and left running); shut down on exit what was started here.
-    Ray Data's own progress bars are off inside (vlmhub shows one bar over shards)."""
+    Ray Data's own progress bars are off inside (vlmhub shows its own: caption chunks, then shards)."""
     ray = import_ray(purpose)
     started = False
     if not ray.is_initialized():
@@ -170,11 +179,82 @@ class RayImageBackend:
             raise LabelError(f"Ray returned incomplete chunks {sorted(pending)}; run the labeling again to resume")
 
 
+class CaptionEncoder:
+    """Ray Data callable class: holds one trunk group's models and embeds whole caption chunks.
+
+    ``models`` and ``chunks`` (``(model index, captions)`` pairs) may be ``ObjectRef`` s (:func:`deref`). A
+    batch holds chunk numbers (``{"chunk": int array}``); the output has one row per chunk: ``chunk``,
+    ``dtype``, ``shape`` (rows, dim) and ``data``, the embeddings' raw bytes (one schema whatever the model's
+    dimension; the driver rebuilds the exact array).
+    """
+
+    def __init__(self, models: Sequence[ZeroShotModel], chunks: Sequence[tuple[int, Sequence[str]]]):
+        self.models = list(deref(models))
+        self.chunks = [(int(j), list(c)) for j, c in deref(chunks)]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cols: dict[str, list] = {"chunk": [], "dtype": [], "rows": [], "dim": [], "data": []}
+        for ci in np.asarray(batch["chunk"]).tolist():
+            j, captions = self.chunks[ci]
+            emb = np.ascontiguousarray(self.models[j].encode_text(captions))
+            if emb.ndim != 2 or len(emb) != len(captions):
+                raise LabelError(f"{self.models[j].id}.encode_text returned shape {emb.shape} for {len(captions)} "
+                                 "captions; it must return one embedding row per caption")
+            cols["chunk"].append(ci)
+            cols["dtype"].append(emb.dtype.str)
+            cols["rows"].append(emb.shape[0])
+            cols["dim"].append(emb.shape[1])
+            cols["data"].append(emb.tobytes())
+        return {"chunk": np.asarray(cols["chunk"], np.int64), "dtype": np.asarray(cols["dtype"]),
+                "rows": np.asarray(cols["rows"], np.int64), "dim": np.asarray(cols["dim"], np.int64),
+                "data": np.asarray(cols["data"], dtype=object)}
+
+
+class RayTextBackend:
+    """A :data:`~vlmhub.labeling.labeler.TextBackend` running :class:`CaptionEncoder` on Ray Data.
+
+    ``concurrency`` actors, ``num_cpus`` each; an actor whose process dies is restarted and its chunk
+    retried, up to ``max_retries`` times."""
+
+    def __init__(self, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3):
+        RayOptions(workers=concurrency, num_cpus=num_cpus, max_retries=max_retries)  # validates
+        self.concurrency, self.num_cpus, self.max_retries = concurrency, num_cpus, max_retries
+
+    def __call__(self, models: Sequence[ZeroShotModel], chunks: Sequence[tuple[int, Sequence[str]]]
+                 ) -> Iterator[tuple[int, np.ndarray]]:
+        ray = import_ray()
+        if not chunks:
+            return
+        ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
+        # the models and the captions go into the object store once (held here until the last chunk is in)
+        models_ref, chunks_ref = ray.put(list(models)), ray.put([(j, list(c)) for j, c in chunks])
+        out = ds.map_batches(CaptionEncoder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
+                             batch_size=1, batch_format="numpy", concurrency=min(self.concurrency, len(chunks)),
+                             num_cpus=self.num_cpus,
+                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
+        seen: set[int] = set()
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for r in range(len(batch["chunk"])):
+                ci = int(batch["chunk"][r])
+                if ci in seen:
+                    continue
+                shape = (int(batch["rows"][r]), int(batch["dim"][r]))
+                emb = np.frombuffer(batch["data"][r], dtype=np.dtype(str(batch["dtype"][r]))).reshape(shape)
+                if shape[0] != len(chunks[ci][1]):
+                    raise LabelError(f"Ray returned {shape[0]} caption embeddings for chunk {ci} of "
+                                     f"{len(chunks[ci][1])} captions; run the labeling again to resume")
+                seen.add(ci)
+                yield ci, emb.copy()
+        if len(seen) != len(chunks):
+            missing = sorted(set(range(len(chunks))) - seen)
+            raise LabelError(f"Ray returned no embeddings for caption chunks {missing}; run the labeling again to resume")
+
+
 def label_models_ray(models: Sequence[ZeroShotModel], graph: SemanticGraph, settings: Settings | None = None, *,
                      address: str | None = None, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3,
                      batch_size: int | None = None, force: bool = False, progress: bool = True,
                      renditions: Sequence[str] = ("original",)) -> LabelReport:
-    """:func:`~vlmhub.labeling.labeler.label_models` with the image stage on Ray (module docstring).
+    """:func:`~vlmhub.labeling.labeler.label_models` with its caption and image stages on Ray (module docstring).
 
     ``address``: a running cluster (``"auto"``, ``"ray://head:10001"``); ``None`` means
     ``settings.ray_address`` (``VLMHUB_RAY_ADDRESS``), else a local Ray started for the call. A Ray this
@@ -184,4 +264,5 @@ def label_models_ray(models: Sequence[ZeroShotModel], graph: SemanticGraph, sett
     opts = RayOptions(address, concurrency, num_cpus, max_retries)
     with ray_session(opts.resolved_address(settings)):
         return label_models(models, graph, settings, batch_size=batch_size, force=force, progress=progress,
-                            renditions=renditions, image_backend=RayImageBackend(concurrency, num_cpus, max_retries))
+                            renditions=renditions, image_backend=RayImageBackend(concurrency, num_cpus, max_retries),
+                            text_backend=RayTextBackend(concurrency, num_cpus, max_retries))
