@@ -121,6 +121,18 @@ def test_job_progress_counts_per_model_graph_and_worker(db):
     json.dumps(d)  # plain JSON
 
 
+def test_node_coverage_counts_the_nodes_of_done_jobs(db):
+    """The catalog's label coverage: nodes in done jobs / nodes in all jobs, per model, from one grouped query."""
+    from vlmhub.hubdb.jobs import node_coverage
+
+    _scenario(db)
+    # m-alpha: 5 shards of 2 nodes, one done; m-beta on g1: shards of 4, 4 and 2 nodes, none done
+    assert node_coverage(db, "g1") == {"m-alpha": (2, 10), "m-beta": (0, 10)}
+    assert node_coverage(db, "g2") == {"m-beta": (0, 1)}
+    assert node_coverage(db, "g1", model_ids=["m-beta", "nobody"]) == {"m-beta": (0, 10)}
+    assert node_coverage(db, "g9") == {}
+
+
 def test_cli_http_and_catalog_page_show_the_same_progress(db, client, capsys):
     from vlmhub.hubdb.jobs import claim, finish, job_progress, list_jobs
 

@@ -297,27 +297,36 @@ def _source_kind(source: str | None) -> str:
     return s.split(":", 1)[0] if ":" in s else (s or "unknown")
 
 
-def catalog_entries(hub: Hub, db=None) -> list[CatalogEntry]:
+def catalog_entries(hub: Hub, db=None, *, ids: "Sequence[str] | None" = None) -> list[CatalogEntry]:
     """Every model of ``hub`` (its catalog's hub models) plus the hub database's submissions (``db``, a
-    :class:`~vlmhub.hubdb.HubDB`, optional), by id. Reads manifests, the graph pointer and two queries; no graph,
-    no weights."""
+    :class:`~vlmhub.hubdb.HubDB`, optional), by id; ``ids`` keeps only those models (one model's page reads
+    one model's rows). Reads manifests, the graph pointer and two grouped queries; no graph, no weights."""
     try:
         version: str | None = hub.graph_version()
     except NotLabeledError:
         version = None
+    wanted = None if ids is None else set(ids)
     rows: dict = {}
     node_cover: dict[str, tuple[int, int]] = {}
     if db is not None:
-        from .hubdb.catalog import list_models
-        from .hubdb.jobs import list_jobs
+        from .hubdb.catalog import get_model, list_models
+        from .hubdb.jobs import node_coverage
 
-        rows = {m.id: m for m in list_models(db)}
-        for j in list_jobs(db):
-            if j.graph_version == version:
-                d, t = node_cover.get(j.model_id, (0, 0))
-                node_cover[j.model_id] = (d + (len(j.nodes) if j.status.value == "done" else 0), t + len(j.nodes))
+        if wanted is None:
+            rows = {m.id: m for m in list_models(db)}
+        else:
+            from .errors import UnknownModelError
 
-    done = {m for m in {*hub.model_ids, *rows} if version is not None and hub.label_complete(m, version)}
+            for mid in wanted:
+                try:
+                    rows[mid] = get_model(db, mid)
+                except UnknownModelError:
+                    pass
+        if version is not None:
+            node_cover = node_coverage(db, version, model_ids=None if wanted is None else sorted(wanted))
+
+    served = hub.model_ids if wanted is None else [m for m in hub.model_ids if m in wanted]
+    done = {m for m in {*served, *rows} if version is not None and hub.label_complete(m, version)}
 
     def coverage(model_id: str) -> float | None:
         if version is None:
@@ -330,6 +339,8 @@ def catalog_entries(hub: Hub, db=None) -> list[CatalogEntry]:
     out: dict[str, CatalogEntry] = {}
     catalog = hub.catalog
     for mid in hub.model_ids:
+        if wanted is not None and mid not in wanted:
+            continue
         spec, origin = catalog.spec(mid), catalog.origin(mid)
         row = rows.get(mid)
         labeled = mid in done

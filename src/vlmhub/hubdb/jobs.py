@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .engine import HubDB
 
 __all__ = ["Lease", "JobRecord", "WorkerStats", "DEFAULT_LABEL_SET", "shard_nodes", "enqueue_label_jobs", "claim",
-           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "done_graph_versions", "run_worker",
+           "heartbeat", "finish", "fail", "list_jobs", "job_counts", "node_coverage", "done_graph_versions", "run_worker",
            "StatusCounts", "ModelProgress", "ActiveWorker", "JobProgress", "job_progress"]
 
 #: the label-set version of jobs that do not name one (the on-disk label format of vlmhub.labeling.labels)
@@ -267,6 +267,22 @@ def list_jobs(db: "HubDB", *, model_id: str | None = None, status: JobStatus | s
         if status is not None:
             q = q.where(LabelJobRow.status == JobStatus(status))
         return [JobRecord.from_row(r) for r in s.scalars(q)]
+
+
+def node_coverage(db: "HubDB", graph_version: str, *, model_ids: Sequence[str] | None = None
+                  ) -> dict[str, tuple[int, int]]:
+    """Per model with jobs on ``graph_version``: (nodes in done jobs, nodes in all its jobs), in one grouped query
+    (``json_array_length`` of the jobs' node lists, on SQLite and PostgreSQL alike); ``model_ids`` narrows it."""
+    from sqlalchemy import case
+
+    n = func.json_array_length(LabelJobRow.nodes)
+    with db.session() as s:
+        q = (select(LabelJobRow.model_id, func.sum(case((LabelJobRow.status == JobStatus.DONE, n), else_=0)),
+                    func.sum(n))
+             .where(LabelJobRow.graph_version == graph_version).group_by(LabelJobRow.model_id))
+        if model_ids is not None:
+            q = q.where(LabelJobRow.model_id.in_(list(model_ids)))
+        return {mid: (int(done or 0), int(total or 0)) for mid, done, total in s.execute(q)}
 
 
 def done_graph_versions(db: "HubDB") -> dict[str, set[str]]:

@@ -326,7 +326,7 @@ def _submission_entry(svc, request, model_id: str):
     db = _db_if_any(request)
     if db is None:
         return None
-    return next((e for e in catalog_entries(svc.hub, db) if e.id == model_id and e.origin == "submission"), None)
+    return next((e for e in catalog_entries(svc.hub, db, ids=[model_id]) if e.origin == "submission"), None)
 
 
 def _job_progress(request):
