@@ -164,7 +164,8 @@ class RayImageBackend:
         # the models and the chunk list go into the object store once (held here until the last chunk is in)
         models_ref, chunks_ref = ray.put(list(group)), ray.put([list(c) for c in chunks])
         out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
-                             batch_size=1, batch_format="numpy", concurrency=min(self.concurrency, len(chunks)),
+                             batch_size=1, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(chunks))),
                              num_cpus=self.num_cpus,
                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
         pending: dict[int, dict[int, list]] = {}
@@ -229,7 +230,8 @@ class RayTextBackend:
         # the models and the captions go into the object store once (held here until the last chunk is in)
         models_ref, chunks_ref = ray.put(list(models)), ray.put([(j, list(c)) for j, c in chunks])
         out = ds.map_batches(CaptionEncoder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
-                             batch_size=1, batch_format="numpy", concurrency=min(self.concurrency, len(chunks)),
+                             batch_size=1, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(chunks))),
                              num_cpus=self.num_cpus,
                              max_restarts=self.max_retries, max_task_retries=self.max_retries)
         seen: set[int] = set()

@@ -212,7 +212,8 @@ def _run_on_ray(predictor: BatchPredictor, chunks: Sequence[Sequence[tuple[str, 
             ds = ds.map_batches(ModelProbs, fn_constructor_kwargs={
                 "model": model_refs[m], "class_emb": ens.class_emb[m], "chunks": chunks_ref, "column": columns[m],
                 "width": width},
-                batch_size=1, batch_format="numpy", concurrency=min(opts.workers, len(todo)), num_cpus=cpus,
+                batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(opts.workers, len(todo))),
+                num_cpus=cpus,
                 max_restarts=opts.max_retries, max_task_retries=opts.max_retries)
         ds = ds.map_batches(combine_chunk, fn_kwargs={"columns": columns, "members": ens.members,
                                                       "weighting": ens.weighting, "lengths": lengths},
