@@ -106,6 +106,9 @@ def test_worker_on_ray_stores_a_local_workers_artifacts_byte_for_byte(ray_cluste
     n_jobs = len(list_jobs(db))
     # a step holds up to two shards per actor in flight: fewer steps than shards (one per shard locally)
     assert len(labeled) < n_jobs
+    # a finished shard's place is claimed again at once: a step holds more shards than are ever in flight
+    per_step = [len(s.detail.split()[1].split(",")) for s in labeled]
+    assert n_jobs // len(TOYS) > 2 * workers and max(per_step) > 2 * workers, (per_step, n_jobs)
     assert all(j.attempts == 1 and j.lease_holder is None for j in list_jobs(db))
     assert {get_model(db, m).state.value for m in TOYS} == {"ready"}
     assert _artifacts(db) == _in_process(db, settings, graph, {m.id: m for m in toy_hub.models(list(TOYS))})

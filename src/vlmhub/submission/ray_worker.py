@@ -4,10 +4,10 @@ A ``vlmhub worker`` with Ray configured (``--ray [ADDRESS]``, or ``VLMHUB_RAY_AD
 :class:`~vlmhub.labeling.ray_backend.RayOptions`) keeps the database and the leases in its own process and sends
 the compute to the cluster::
 
-    claim up to 2 x workers shards of one model  ──►  ShardLabeler actors (the model loaded once per actor)
-          │   heartbeats every lease_s / 3                    │  embed_shard(image refs, captions)
-          ◄──────────── ray.wait, one shard at a time ────────┘
-    finish(lease, array)   (the same content-addressed artifact as a local worker's)
+    keep 2 x workers shards of one model in flight  ──►  ShardLabeler actors (weights loaded once per model)
+          │   heartbeats every lease_s / 3                       │  embed_shard(image refs, captions)
+          ◄──────────── ray.wait, one shard at a time ───────────┘
+    finish(lease, array), claim the next shard     (the same content-addressed artifact as a local worker's)
 
 * ``RayOptions.workers`` :class:`ShardLabeler` actors per worker, kept for the worker's lifetime: an actor loads
   a model's weights on its first shard of that model (:func:`~vlmhub.submission.shards.load_labeling_model`,
@@ -131,10 +131,13 @@ class RayShardPool:
 
 
 def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "WorkflowConfig",
-                 pool: RayShardPool) -> RayLabelStats | None:
-    """Claim up to ``pool.capacity`` shards of one model, embed them on the pool's actors, persist each result
-    as it arrives (:func:`~vlmhub.hubdb.jobs.finish`) while renewing the other leases; ``None`` when no job is
-    claimable. The label step of a worker with Ray configured (module docstring)."""
+                 pool: RayShardPool, *, max_shards: int | None = None) -> RayLabelStats | None:
+    """Label shards of one model on the pool's actors: keep ``pool.capacity`` shards in flight (a finished shard's
+    place is claimed again at once, and goes to the actor with the fewest shards), persist each result as it
+    arrives (:func:`~vlmhub.hubdb.jobs.finish`) while renewing the other leases, until ``max_shards`` (default
+    ``4 x pool.capacity``) were claimed or the model has no claimable shard left; then the worker's other steps
+    (publish, promote, check) get their turn. ``None`` when no job is claimable. The label step of a worker with
+    Ray configured (module docstring)."""
     from ..hubdb.catalog import get_model
     from ..hubdb.jobs import claim, fail, finish, heartbeat
     from .shards import graph_and_base, shard_inputs
@@ -143,66 +146,85 @@ def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "Workf
     first = claim(db, worker_id, config.lease_s)
     if first is None:
         return None
+    budget = max_shards if max_shards is not None else 4 * pool.capacity
+    model_id = first.model_id
     leases = [first]
-    while len(leases) < pool.capacity:
-        more = claim(db, worker_id, config.lease_s, model_id=first.model_id)
-        if more is None:
-            break
-        leases.append(more)
-    failed = lost = finished = 0
-    pending: dict[Any, Any] = {}
+    pending: dict[Any, tuple[Any, int]] = {}  # ref -> (lease, actor number)
     graphs: dict[str, tuple] = {}
+    failed = lost = finished = 0
+    stop = False  # a shard failed: claim nothing more this step (the hub retries the failed job later)
+    broken = False  # an actor died for good: new actors next step
+
+    def send(lease, actors) -> None:
+        nonlocal failed
+        try:
+            if lease.graph_version not in graphs:
+                graphs[lease.graph_version] = graph_and_base(db, settings, lease.graph_version)
+            graph, base = graphs[lease.graph_version]
+            refs, captions = shard_inputs(graph, lease.nodes, base)
+        except VlmhubError as exc:  # e.g. the job names nodes its graph lacks: fail it, keep the others
+            fail(db, lease, f"{type(exc).__name__}: {exc}")
+            failed += 1
+            return
+        load = [0] * len(actors)
+        for _lease, a in pending.values():
+            load[a] += 1
+        a = min(range(len(actors)), key=load.__getitem__)
+        pending[actors[a].embed.remote(model_id, source, refs, captions, config.batch_size)] = (lease, a)
+
     try:
-        source = get_model(db, first.model_id).source
+        source = get_model(db, model_id).source
         actors = pool.actors()
-        for i, lease in enumerate(leases):
-            try:
-                if lease.graph_version not in graphs:
-                    graphs[lease.graph_version] = graph_and_base(db, settings, lease.graph_version)
-                graph, base = graphs[lease.graph_version]
-                refs, captions = shard_inputs(graph, lease.nodes, base)
-            except VlmhubError as exc:  # e.g. the job names nodes its graph lacks: fail it, keep the others
-                fail(db, lease, f"{type(exc).__name__}: {exc}")
-                failed += 1
-                continue
-            pending[actors[i % len(actors)].embed.remote(first.model_id, source, refs, captions,
-                                                         config.batch_size)] = lease
-    except BaseException:
-        for lease in leases:  # give the shards back at once rather than when their leases expire
-            if lease not in pending.values():
-                _release(db, lease)
-        raise
-    beat = config.lease_s / 3
-    next_beat = time.monotonic() + beat
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, next_beat - time.monotonic()))
-        for ref in ready:
-            lease = pending.pop(ref)
-            try:
-                arr = ray.get(ref)
-            except ray.exceptions.RayError as exc:  # the model failed on the shard, or its actor died for good
-                if isinstance(exc, ray.exceptions.RayActorError):
-                    pool.forget()
+        send(first, actors)
+        beat = config.lease_s / 3
+        next_beat = time.monotonic() + beat
+        while True:
+            while not stop and len(pending) < pool.capacity and len(leases) < budget:
+                more = claim(db, worker_id, config.lease_s, model_id=model_id)
+                if more is None:
+                    break
+                leases.append(more)
+                send(more, actors)
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, next_beat - time.monotonic()))
+            for ref in ready:
+                lease, _a = pending.pop(ref)
                 try:
-                    fail(db, lease, f"on Ray: {_first_line(exc)}")
-                    failed += 1
+                    arr = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # the model failed on the shard, or its actor died for good
+                    stop = True
+                    if isinstance(exc, ray.exceptions.RayActorError):
+                        broken = True
+                    try:
+                        fail(db, lease, f"on Ray: {_first_line(exc)}")
+                        failed += 1
+                    except LeaseLostError:
+                        lost += 1
+                    continue
+                try:
+                    finish(db, lease, arr)
+                    finished += 1
                 except LeaseLostError:
                     lost += 1
-                continue
-            try:
-                finish(db, lease, arr)
-                finished += 1
-            except LeaseLostError:
-                lost += 1
-        if pending and time.monotonic() >= next_beat:
-            for ref, lease in list(pending.items()):
-                try:
-                    pending[ref] = heartbeat(db, lease, config.lease_s)
-                except LeaseLostError:  # taken over meanwhile: its result will be dropped
-                    del pending[ref]
-                    lost += 1
-            next_beat = time.monotonic() + beat
-    return RayLabelStats(first.model_id, tuple(lease.shard for lease in leases), pool.options.workers,
+            if pending and time.monotonic() >= next_beat:
+                for ref, (lease, a) in list(pending.items()):
+                    try:
+                        pending[ref] = (heartbeat(db, lease, config.lease_s), a)
+                    except LeaseLostError:  # taken over meanwhile: its result will be dropped
+                        del pending[ref]
+                        lost += 1
+                next_beat = time.monotonic() + beat
+    except BaseException:
+        sent = {lease.job_id for lease, _a in pending.values()}
+        for lease in leases:  # give the shards not sent back at once rather than when their leases expire
+            if lease.job_id not in sent:
+                _release(db, lease)
+        raise
+    finally:
+        if broken:
+            pool.forget()
+    return RayLabelStats(model_id, tuple(lease.shard for lease in leases), pool.options.workers,
                          finished, failed, lost)
 
 
