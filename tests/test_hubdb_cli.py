@@ -191,3 +191,21 @@ def test_db_grow_enqueues_jobs_for_changed_nodes_only_and_refuses_to_shrink(toy_
         assert len(jobs) == rep["jobs"] and {n for j in jobs for n in j.nodes} == set(rep["changed_nodes"])
     rc, out, _ = _run(capsys, "db", "grow", "--sample-set", str(color_data["samples"]), "--sample-set", str(tmp_path / "pink"))
     assert rc == 0 and "0 label jobs" in out  # idempotent
+
+
+def test_a_forever_worker_stops_on_sigterm_after_its_step(settings, db_url):
+    """`vlmhub worker --forever` (how it runs under docker / Kubernetes) exits 0 on SIGTERM instead of dying."""
+    import signal
+
+    env = {**os.environ, "VLMHUB_HOME": str(settings.home)}
+    p = subprocess.Popen([sys.executable, "-m", "vlmhub.cli.main", "worker", "--forever", "--poll", "0.2", "--no-ray",
+                          "--name", "w-term"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = p.stderr.readline()  # printed once the handlers are in place and the database is open
+        assert first.startswith("worker w-term: started on the ") and "labeling in this process" in first, first
+        p.send_signal(signal.SIGTERM)
+        rest = p.stderr.read()
+        assert p.wait(timeout=60) == 0, rest
+    finally:
+        p.kill()
+    assert "worker w-term: SIGTERM: stopping after this step" in rest and "worker w-term: 0 steps" in rest, rest

@@ -117,6 +117,44 @@ def test_worker_on_ray_stores_a_local_workers_artifacts_byte_for_byte(ray_cluste
     assert _label_bytes(settings, TOYS, graph) == _label_bytes(toy_hub.settings, TOYS, graph)
 
 
+@pytest.mark.slow  # Ray actors: ~15 s on a 2-core machine
+def test_an_idle_worker_gives_its_actors_back_and_stops_when_asked(ray_cluster, toy_jobs):
+    """A `--forever` worker on Ray labels everything, then, idle, holds no actor (the cluster's CPUs are free
+    again), and exits when its stop event is set (what SIGTERM does in the CLI)."""
+    import threading
+    import time
+
+    from vlmhub.hubdb.jobs import job_counts
+
+    db, settings, graph = toy_jobs
+    stop = threading.Event()
+    steps: list = []
+    config = WorkflowConfig(ray=_ray_options(workers=2))
+    worker = threading.Thread(target=lambda: steps.extend(process(db, settings, "ray-forever", config=config,
+                                                                   idle_exit=False, poll_s=0.2, stop=stop)))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 180
+        busy = 0.0  # the fewest free CPUs seen while labeling: the actors held them
+        while time.monotonic() < deadline:
+            counts = job_counts(db)
+            if counts["done"] == sum(counts.values()):
+                break
+            busy = max(busy, 2.0 - ray_cluster.available_resources().get("CPU", 0.0))
+            time.sleep(0.2)
+        assert job_counts(db)["done"] == sum(job_counts(db).values())
+        while time.monotonic() < deadline and ray_cluster.available_resources().get("CPU", 0.0) < 2.0:
+            time.sleep(0.2)
+        assert ray_cluster.available_resources().get("CPU", 0.0) == 2.0  # idle: both actors are gone
+        assert busy == 2.0  # ... and they held both CPUs while there was work
+        assert worker.is_alive()  # still polling for work
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert {s.kind for s in steps} == {"labeled", "published"}
+
+
 class _DiesOnce:
     """A model (delegated to) whose first image forward after some shard was embedded anywhere publishes its
     process id in ``marks/victim`` and waits there to be killed; every other forward just runs."""

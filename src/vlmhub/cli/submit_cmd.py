@@ -120,9 +120,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def show(step) -> None:  # one line per step as it happens (a --forever worker runs for days)
         print(f"{step.kind:9s} {step.model_id or '':24s} {step.detail}", file=sys.stderr, flush=True)
 
-    with HubDB(settings) as db:
-        steps = process(db, settings, name, config=config, idle_exit=not args.forever, poll_s=args.poll,
-                        on_step=show)
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def ask_to_stop(signum, _frame) -> None:  # SIGTERM (docker stop, Kubernetes) / Ctrl-C: finish the step, exit
+        if stop.is_set():
+            raise KeyboardInterrupt  # asked twice: stop now (leases expire and other workers take the shards)
+        print(f"worker {name}: {signal.Signals(signum).name}: stopping after this step", file=sys.stderr, flush=True)
+        stop.set()
+
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    handlers = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
+    where = "in this process" if config.ray is None else \
+        f"on Ray ({config.ray.resolved_address(settings) or 'a local Ray'}, {config.ray.workers} actors)"
+    try:
+        with HubDB(settings) as db:
+            print(f"worker {name}: started on the {db.engine.dialect.name} hub database, labeling {where}"
+                  f"{'; polls every ' + format(args.poll, 'g') + ' s when idle' if args.forever else ''}",
+                  file=sys.stderr, flush=True)
+            steps = process(db, settings, name, config=config, idle_exit=not args.forever, poll_s=args.poll,
+                            on_step=show, stop=stop)
+    finally:
+        for sig, old_handler in handlers.items():
+            signal.signal(sig, old_handler)
     print(f"worker {name}: {len(steps)} steps", file=sys.stderr)
     return 0
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +46,8 @@ from .shards import compute_shard, embed_shard, graph_and_base, load_labeling_mo
 from .sandbox import SandboxLimits, check_in_sandbox
 
 if TYPE_CHECKING:
+    import threading
+
     from ..hubdb.auth import Principal
     from ..hubdb.catalog import SubmissionRecord
     from ..hubdb.engine import HubDB
@@ -382,36 +383,44 @@ def work_once(db: "HubDB", settings: Settings, worker_id: str, *, config: Workfl
 
 def process(db: "HubDB", settings: Settings, worker_id: str, *, config: WorkflowConfig | None = None,
             idle_exit: bool = True, poll_s: float = 2.0, max_steps: int | None = None,
-            on_step: "Callable[[StepResult], None] | None" = None) -> list[StepResult]:
-    """Run worker steps until idle (``idle_exit``) or ``max_steps``; the body of ``vlmhub worker``.
-    ``on_step`` sees each step's result as it happens (the CLI prints it).
+            on_step: "Callable[[StepResult], None] | None" = None,
+            stop: "threading.Event | None" = None) -> list[StepResult]:
+    """Run worker steps until idle (``idle_exit``), ``max_steps`` or ``stop`` is set (checked between steps: a
+    step in progress finishes first; the CLI sets it on SIGTERM / SIGINT); the body of ``vlmhub worker``.
+    ``on_step`` sees each step's result as it happens (the CLI prints it). An idle worker on Ray gives its
+    actors back to the cluster until there is work again.
 
     With ``config.ray`` the label steps run on Ray (:mod:`vlmhub.submission.ray_worker`): the cluster at
     ``config.ray``'s address, else ``VLMHUB_RAY_ADDRESS``, else a local Ray started for this call and stopped
     after it."""
     config = config or WorkflowConfig()
     if config.ray is None:
-        return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, None, on_step)
+        return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, None, on_step, stop)
     from ..labeling.ray_backend import ray_session
     from .ray_worker import RayShardPool
 
     with ray_session(config.ray.resolved_address(settings), purpose="the hub worker on Ray") as ray:
         pool = RayShardPool(ray, settings, config.ray)
         try:
-            return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step)
+            return _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step, stop)
         finally:
             pool.close()
 
 
-def _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step) -> list[StepResult]:
+def _loop(db, settings, worker_id, config, idle_exit, poll_s, max_steps, pool, on_step, stop) -> list[StepResult]:
+    import threading
+
+    stop = stop or threading.Event()
     cache = _ModelCache(settings)
     done: list[StepResult] = []
-    while max_steps is None or len(done) < max_steps:
+    while (max_steps is None or len(done) < max_steps) and not stop.is_set():
         out = work_once(db, settings, worker_id, config=config, _cache=cache, _pool=pool)
         if out.kind == "idle":
             if idle_exit:
                 break
-            time.sleep(poll_s)
+            if pool is not None:
+                pool.close()  # an idle worker holds no Ray actors (their CPUs/GPUs and weights go back to the cluster)
+            stop.wait(poll_s)
             continue
         done.append(out)
         if on_step is not None:
