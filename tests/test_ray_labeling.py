@@ -11,6 +11,7 @@ import json
 
 import pytest
 from many_captions import with_many_captions
+from ray_testing import Delegate, DiesOnce, Killer, label_bytes, ship_by_value
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
 
@@ -22,31 +23,9 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _label_bytes(settings, model_ids, graph):
-    from vlmhub.labeling.labels import LabelStore, caption_key
-
-    store = LabelStore(settings)
-    out = {}
-    for mid in model_ids:
-        lab = store.label(mid)
-        assert lab.is_complete(graph.version)
-        img = lab.images.get(graph.image_ids())
-        cap = lab.captions.get([caption_key(c) for c in graph.captions()])
-        out[mid] = (img.dtype.str, img.shape, img.tobytes(), cap.tobytes())
-    return out
-
-
-class _Recorded:
-    """A model (delegated to) that leaves ``marks/<method>-<pid>-<uid>`` behind for every text and trunk
-    forward: which processes computed the labels."""
-
-    def __init__(self, inner, marks):
-        self.__dict__.update(inner=inner, marks=str(marks))
-
-    def __getattr__(self, name):
-        if name in ("inner", "marks"):  # while unpickling, before __dict__ is filled
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+class _Recorded(Delegate):
+    """A model (delegated to; ``marks``) that leaves ``marks/<method>-<pid>-<uid>`` behind for every text and
+    trunk forward: which processes computed the labels."""
 
     def _mark(self, method):
         import os
@@ -79,7 +58,7 @@ def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_p
     from vlmhub.labeling.labeler import CAPTION_CHUNK, label_models
     from vlmhub.labeling.ray_backend import label_models_ray
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    ship_by_value(ray, sys.modules[__name__])
     ids = ["toy-a", "toy-b", "toy-c"]
     graph = with_many_captions(toy_hub.graph())
     local = label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the new captions, locally
@@ -87,7 +66,7 @@ def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_p
     marks = tmp_path / "marks"
     marks.mkdir()
     other = dataclasses.replace(toy_hub.settings, home=tmp_path / f"ray-hub-{concurrency}")
-    report = label_models_ray([_Recorded(m, marks) for m in toy_hub.models(ids)], graph, other,
+    report = label_models_ray([_Recorded(m, marks=str(marks)) for m in toy_hub.models(ids)], graph, other,
                               concurrency=concurrency, progress=False)
     assert set(report.new_images) == set(ids) and all(n == len(graph.image_ids()) for n in report.new_images.values())
     assert all(n == len(graph.nodes) for n in report.new_captions.values())
@@ -95,7 +74,7 @@ def test_ray_labels_equal_local_labels_byte_for_byte(ray_cluster, toy_hub, tmp_p
     chunks_per_model = -(-len(graph.nodes) // CAPTION_CHUNK)
     assert len(text) == len(ids) * chunks_per_model and os.getpid() not in text  # every caption chunk, on Ray
     assert trunk and os.getpid() not in trunk
-    want, got = _label_bytes(toy_hub.settings, ids, graph), _label_bytes(other, ids, graph)
+    want, got = label_bytes(toy_hub.settings, ids, graph), label_bytes(other, ids, graph)
     assert got == want
     again = label_models_ray(toy_hub.models(ids), graph, other, concurrency=concurrency, progress=False)
     assert sorted(again.skipped) == ids  # complete labels are not recomputed
@@ -118,7 +97,7 @@ def test_cli_label_ray_writes_the_labels_of_cli_label(ray_cluster, settings, col
     ray_settings = dataclasses.replace(settings, home=on_ray)
     assert current_graph(ray_settings).version == graph.version
     ids = ["toy-a", "toy-b", "toy-c"]
-    assert _label_bytes(ray_settings, ids, graph) == _label_bytes(settings, ids, graph)
+    assert label_bytes(ray_settings, ids, graph) == label_bytes(settings, ids, graph)
     # a second run finds everything labeled and computes nothing
     assert main(["--home", str(on_ray), *argv, "--ray", "--json", "-q"]) == 0
     assert sorted(json.loads(capsys.readouterr().out)["already_labeled"]) == ids
@@ -146,90 +125,31 @@ def test_ray_address_comes_from_the_option_then_vlmhub_ray_address(settings, mon
         opts("--ray", "--ray-workers", "0")
 
 
-class _DiesOnce:
-    """A toy model (delegated to) whose first ``method`` call (``image_features``: a trunk forward,
-    ``encode_text``: a caption chunk) after some other call of it finished anywhere publishes its worker's pid
-    in ``marks/victim`` and waits there to be killed; every other call just runs."""
-
-    def __init__(self, inner, marks, method):
-        self.__dict__.update(inner=inner, marks=str(marks), method=method)
-
-    def __getattr__(self, name):
-        if name in ("inner", "marks", "method"):  # while unpickling, before __dict__ is filled
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def _call(self, method, *args):
-        import os
-        import time
-        import uuid
-        from pathlib import Path
-
-        marks = Path(self.marks)
-        if method == self.method and any(marks.glob("done-*")) and not (marks / "victim").exists():
-            tmp = marks / f"victim-{os.getpid()}"
-            tmp.write_text(str(os.getpid()))
-            try:
-                os.link(tmp, marks / "victim")  # exactly one call becomes the victim
-            except FileExistsError:
-                pass
-            else:
-                time.sleep(120)  # killed here by the test
-        out = getattr(self.inner, method)(*args)
-        if method == self.method:
-            (marks / f"done-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
-        return out
-
-    def image_features(self, pixels):
-        return self._call("image_features", pixels)
-
-    def encode_text(self, texts):
-        return self._call("encode_text", texts)
-
-
 @pytest.mark.slow  # Ray Data with a worker restart: ~20-30 s on a 2-core machine
 @pytest.mark.parametrize("method", ["image_features", "encode_text"])
 def test_ray_labels_survive_a_killed_worker_byte_for_byte(ray_cluster, toy_hub, tmp_path, method):
     """SIGKILL of a Ray worker process in the middle of an image chunk or a caption chunk: the actor restarts,
     the chunk is retried and the labels are byte for byte the local ones."""
     import os
-    import signal
     import sys
-    import threading
-    import time
 
     from vlmhub.labeling.labeler import label_models
     from vlmhub.labeling.ray_backend import label_models_ray
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    ship_by_value(ray, sys.modules[__name__])
     ids = ["toy-a", "toy-b", "toy-c"]
     graph = with_many_captions(toy_hub.graph())
     label_models(toy_hub.models(ids), graph, toy_hub.settings, progress=False)  # the reference: the new captions, locally
     marks = tmp_path / "marks"
     marks.mkdir()
-    models = [_DiesOnce(m, marks, method) for m in toy_hub.models(ids)]
+    models = [DiesOnce(m, marks=str(marks), method=method) for m in toy_hub.models(ids)]
     assert len(graph.image_ids()) > 2 * toy_hub.settings.batch_size  # several chunks per trunk: a kill mid-run
-    killed: list[int] = []
-    before: set = set()  # chunks embedded when the worker was killed
-
-    def killer():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (marks / "victim").exists():
-            time.sleep(0.05)
-        if (marks / "victim").exists():
-            pid = int((marks / "victim").read_text())
-            before.update(marks.glob("done-*"))
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
     other = dataclasses.replace(toy_hub.settings, home=tmp_path / "ray-hub")
-    label_models_ray(models, graph, other, concurrency=2, max_retries=2, progress=False)
-    thread.join(timeout=5)
-    assert len(killed) == 1 and killed[0] != os.getpid()
-    assert set(marks.glob("done-*")) - before  # the killed worker's chunk was computed again after the kill
-    assert _label_bytes(other, ids, graph) == _label_bytes(toy_hub.settings, ids, graph)
+    with Killer(marks) as killer:
+        label_models_ray(models, graph, other, concurrency=2, max_retries=2, progress=False)
+    assert len(killer.killed) == 1 and killer.killed[0] != os.getpid()
+    assert killer.redone  # the killed worker's chunk was computed again after the kill
+    assert label_bytes(other, ids, graph) == label_bytes(toy_hub.settings, ids, graph)
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -13,6 +13,7 @@ import json
 import sys
 
 import pytest
+from ray_testing import Delegate, DiesOnce, Killer, label_bytes, ship_by_value
 
 from vlmhub.submission.sandbox import SandboxLimits
 from vlmhub.submission.workflow import WorkflowConfig, compute_shard, process
@@ -24,7 +25,7 @@ TOYS = ("toy-a", "toy-b", "toy-c")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    ship_by_value(ray, sys.modules[__name__])
     yield ray
     ray.shutdown()
 
@@ -80,19 +81,6 @@ def _in_process(db, settings, graph, models) -> dict[tuple[str, int], bytes]:
     return out
 
 
-def _label_bytes(settings, model_ids, graph):
-    from vlmhub.labeling.labels import LabelStore, caption_key
-
-    store = LabelStore(settings)
-    out = {}
-    for mid in model_ids:
-        lab = store.label(mid)
-        assert lab.is_complete(graph.version)
-        out[mid] = (lab.images.get(graph.image_ids()).tobytes(),
-                    lab.captions.get([caption_key(c) for c in graph.captions()]).tobytes())
-    return out
-
-
 @pytest.mark.slow  # Ray actors loading models: ~15-30 s on a 2-core machine
 @pytest.mark.parametrize("workers", [1, 2])
 def test_worker_on_ray_stores_a_local_workers_artifacts_byte_for_byte(ray_cluster, toy_hub, toy_jobs, workers):
@@ -114,7 +102,7 @@ def test_worker_on_ray_stores_a_local_workers_artifacts_byte_for_byte(ray_cluste
     assert _artifacts(db) == _in_process(db, settings, graph, {m.id: m for m in toy_hub.models(list(TOYS))})
     # published (built-in models get their label rows only): the labels `vlmhub label` made in the toy hub
     assert [s.model_id for s in steps if s.kind == "published"] == list(TOYS)
-    assert _label_bytes(settings, TOYS, graph) == _label_bytes(toy_hub.settings, TOYS, graph)
+    assert label_bytes(settings, TOYS, graph) == label_bytes(toy_hub.settings, TOYS, graph)
 
 
 @pytest.mark.slow  # Ray actors: ~15 s on a 2-core machine
@@ -155,44 +143,11 @@ def test_an_idle_worker_gives_its_actors_back_and_stops_when_asked(ray_cluster, 
     assert {s.kind for s in steps} == {"labeled", "published"}
 
 
-class _DiesOnce:
-    """A model (delegated to) whose first image forward after some shard was embedded anywhere publishes its
-    process id in ``marks/victim`` and waits there to be killed; every other forward just runs."""
-
-    def __init__(self, inner, marks):
-        self.__dict__.update(inner=inner, marks=str(marks))
-
-    def __getattr__(self, name):
-        if name in ("inner", "marks"):  # while unpickling, before __dict__ is filled
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def encode_image(self, pixels):
-        import os
-        import time
-        import uuid
-        from pathlib import Path
-
-        marks = Path(self.marks)
-        if any(marks.glob("done-*")) and not (marks / "victim").exists():
-            tmp = marks / f"victim-{os.getpid()}"
-            tmp.write_text(str(os.getpid()))
-            try:
-                os.link(tmp, marks / "victim")  # exactly one forward becomes the victim
-            except FileExistsError:
-                pass
-            else:
-                time.sleep(120)  # killed here by the test
-        out = self.inner.encode_image(pixels)
-        (marks / f"done-{os.getpid()}-{uuid.uuid4().hex[:6]}").touch()
-        return out
-
-
 def _load_dying(marks):
     def load(settings, model_id, source):
         from vlmhub.submission.shards import load_labeling_model
 
-        return _DiesOnce(load_labeling_model(settings, model_id, source), marks)
+        return DiesOnce(load_labeling_model(settings, model_id, source), marks=str(marks), method="encode_image")
     return load
 
 
@@ -201,9 +156,6 @@ def test_worker_on_ray_survives_a_killed_actor_byte_for_byte(ray_cluster, toy_hu
     """SIGKILL of a Ray actor's process in the middle of a shard: Ray restarts the actor (the model loads again)
     and retries the shard; the hub sees one attempt per job and the artifacts are a local worker's."""
     import os
-    import signal
-    import threading
-    import time
 
     from vlmhub.hubdb.jobs import list_jobs
     from vlmhub.submission.ray_worker import RayShardPool
@@ -212,45 +164,22 @@ def test_worker_on_ray_survives_a_killed_actor_byte_for_byte(ray_cluster, toy_hu
     db, settings, graph = toy_jobs
     marks = tmp_path / "marks"
     marks.mkdir()
-    killed: list[int] = []
-    before: set = set()
-
-    def killer():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (marks / "victim").exists():
-            time.sleep(0.05)
-        if (marks / "victim").exists():
-            before.update(marks.glob("done-*"))
-            pid = int((marks / "victim").read_text())
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
     config = WorkflowConfig(ray=_ray_options(workers=2, max_retries=2))
     pool = RayShardPool(ray_cluster, settings, config.ray, load=_load_dying(marks))
-    try:
-        while work_once(db, settings, "ray-worker", config=config, _pool=pool).kind != "idle":
-            pass
-    finally:
-        pool.close()
-    thread.join(timeout=5)
-    assert len(killed) == 1 and killed[0] != os.getpid()
-    assert set(marks.glob("done-*")) - before  # shards were embedded after the kill
+    with Killer(marks) as killer:
+        try:
+            while work_once(db, settings, "ray-worker", config=config, _pool=pool).kind != "idle":
+                pass
+        finally:
+            pool.close()
+    assert len(killer.killed) == 1 and killer.killed[0] != os.getpid()
+    assert killer.redone  # shards were embedded after the kill
     jobs = list_jobs(db)
     assert all(j.status.value == "done" and j.attempts == 1 for j in jobs)  # Ray retried; no lease was lost
     assert _artifacts(db) == _in_process(db, settings, graph, {m.id: m for m in toy_hub.models(list(TOYS))})
 
 
-class _FailsOnText:
-    def __init__(self, inner):
-        self.__dict__.update(inner=inner)
-
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
+class _FailsOnText(Delegate):
     def encode_text(self, captions):
         from vlmhub.errors import LabelError
 

@@ -145,15 +145,19 @@ class ChunkEmbedder:
         return {k: np.concatenate(v) for k, v in cols.items()}
 
 
-class RayImageBackend:
-    """An :data:`~vlmhub.labeling.labeler.ImageBackend` running :class:`ChunkEmbedder` on Ray Data.
-
-    ``concurrency`` actors, ``num_cpus`` each; an actor whose process dies is restarted and its chunk
-    retried, up to ``max_retries`` times."""
+class _RayStage:
+    """A Ray Data stage of the labeling job: ``concurrency`` actors of ``num_cpus`` CPUs, ``max_retries``."""
 
     def __init__(self, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3):
         RayOptions(workers=concurrency, num_cpus=num_cpus, max_retries=max_retries)  # validates
         self.concurrency, self.num_cpus, self.max_retries = concurrency, num_cpus, max_retries
+
+
+class RayImageBackend(_RayStage):
+    """An :data:`~vlmhub.labeling.labeler.ImageBackend` running :class:`ChunkEmbedder` on Ray Data.
+
+    ``concurrency`` actors, ``num_cpus`` each; an actor whose process dies is restarted and its chunk
+    retried, up to ``max_retries`` times."""
 
     def __call__(self, group: Sequence[ZeroShotModel], chunks: Sequence[Sequence[tuple]]
                  ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -211,15 +215,11 @@ class CaptionEncoder:
                 "data": np.asarray(cols["data"], dtype=object)}
 
 
-class RayTextBackend:
+class RayTextBackend(_RayStage):
     """A :data:`~vlmhub.labeling.labeler.TextBackend` running :class:`CaptionEncoder` on Ray Data.
 
     ``concurrency`` actors, ``num_cpus`` each; an actor whose process dies is restarted and its chunk
     retried, up to ``max_retries`` times."""
-
-    def __init__(self, concurrency: int = 1, num_cpus: float = 1.0, max_retries: int = 3):
-        RayOptions(workers=concurrency, num_cpus=num_cpus, max_retries=max_retries)  # validates
-        self.concurrency, self.num_cpus, self.max_retries = concurrency, num_cpus, max_retries
 
     def __call__(self, models: Sequence[ZeroShotModel], chunks: Sequence[tuple[int, Sequence[str]]]
                  ) -> Iterator[tuple[int, np.ndarray]]:
