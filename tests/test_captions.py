@@ -67,3 +67,37 @@ def test_llm_endpoint_is_optional_and_used_when_configured(wn, monkeypatch):
         assert "pet photograph of dog" in seen["prompt"] and seen["auth"] == "Bearer k"  # the last request
     finally:
         server.shutdown()
+
+
+def test_the_shared_wordnet_reader_answers_threads_as_it_answers_one(settings, wn):
+    """Regression: the service's threads share one WordNet reader; nltk's reads a synset by seek + readline on a
+    shared file handle, so concurrent new tasks got a ``None`` sense (a 500 in one request of thousands under
+    load) or a garbled line. The reader vlmhub hands out locks those reads: 8 threads resolving 600 nouns in
+    different orders on a fresh reader (empty synset cache) get exactly the one-thread answers."""
+    import random
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vlmhub.concepts.wordnet import ensure_wordnet
+
+    assert type(wn).__name__ == "ThreadSafeWordNetCorpusReader"
+    names = sorted({s.lemma_names()[0] for i, s in enumerate(wn.all_synsets("n")) if i % 120 == 0})[:600]
+    want = {n: [s.name() for s in wn.synsets(n, "n")] for n in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fresh = type(wn)(str(ensure_wordnet(settings)), None)  # a new reader: nothing cached yet
+
+    def resolve(seed: int) -> dict:
+        order = names[:]
+        random.Random(seed).shuffle(order)
+        out = {}
+        for n in order:
+            try:
+                out[n] = [s.name() if s is not None else None for s in fresh.synsets(n, "n")]
+            except Exception as exc:  # noqa: BLE001 - a garbled line: what the unlocked reader raises
+                out[n] = repr(exc)
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(resolve, range(8)))
+    assert len(names) == 600 and all(got == want for got in answers)

@@ -97,10 +97,40 @@ def ensure_wordnet(settings: Settings | None = None) -> Path:
     )
 
 
+def thread_safe_reader_class():
+    """nltk's ``WordNetCorpusReader`` made safe to share between threads (the service's worker threads do).
+
+    nltk reads a synset by ``seek(offset)`` + ``readline()`` on one file handle per part of speech, shared by
+    every caller, and gives ``None`` (with a warning) when another thread moved the handle in between: under
+    load, one ``synsets()`` call in thousands came back with a ``None`` among its senses. Every read through
+    those shared handles holds one lock here; what is cached already is answered without it."""
+    import threading
+
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class ThreadSafeWordNetCorpusReader(WordNetCorpusReader):
+        def __init__(self, *args, **kwargs):
+            self._file_lock = threading.RLock()
+            with self._file_lock:
+                super().__init__(*args, **kwargs)
+
+        def synset_from_pos_and_offset(self, pos, offset):
+            cached = self._synset_offset_cache[pos].get(offset)
+            if cached is not None:
+                return cached
+            with self._file_lock:
+                return super().synset_from_pos_and_offset(pos, offset)
+
+        def get_version(self):
+            with self._file_lock:
+                return super().get_version()
+
+    return ThreadSafeWordNetCorpusReader
+
+
 @functools.lru_cache(maxsize=4)
 def _reader(path: str):
     import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
     data_root = str(Path(path).parent.parent)
     if data_root not in nltk.data.path:  # nltk only reads corpora below its data path
@@ -109,11 +139,12 @@ def _reader(path: str):
 
     with warnings.catch_warnings():  # "multilingual functions are not available" (no OMW): expected
         warnings.simplefilter("ignore", UserWarning)
-        return WordNetCorpusReader(path, None)
+        return thread_safe_reader_class()(path, None)
 
 
 def get_wordnet(settings: Settings | None = None):
-    """An nltk ``WordNetCorpusReader`` over vlmhub's WordNet copy (set up on first use)."""
+    """An nltk ``WordNetCorpusReader`` over vlmhub's WordNet copy (set up on first use), one per copy and process,
+    safe to share between threads (:func:`thread_safe_reader_class`)."""
     return _reader(str(ensure_wordnet(settings)))
 
 
