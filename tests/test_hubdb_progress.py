@@ -208,15 +208,18 @@ def test_a_home_without_a_database_is_named_not_created(settings, tmp_path, caps
     assert not (settings.home / "hub.db").exists()
 
 
-def test_db_jobs_home_option_reads_that_home(hub_settings, db, capsys, monkeypatch):
-    """``vlmhub db jobs --home H`` reads H's database (also when $VLMHUB_HOME names another home)."""
+def test_db_jobs_home_option_reads_that_home(toy_hub, capsys, monkeypatch):
+    """``vlmhub db jobs --home H`` reads H's database, the SQLite file in H (also when $VLMHUB_HOME names another
+    home; a PostgreSQL hub is named by VLMHUB_DATABASE_URL instead, so this is a SQLite-only question)."""
+    from vlmhub.hubdb import HubDB
     from vlmhub.hubdb.catalog import add_model
     from vlmhub.hubdb.jobs import enqueue_label_jobs
 
-    if hub_settings.database_url:
-        pytest.skip("--home picks a SQLite home; a PostgreSQL hub is named by VLMHUB_DATABASE_URL")
-    add_model(db, "m-home", "toy:m-home", {"id": "m-home"}, architecture="toy", state="checking")
-    enqueue_label_jobs(db, "m-home", [NODES[:2]], graph_version="g1")
+    monkeypatch.delenv("VLMHUB_DATABASE_URL", raising=False)
+    hub_settings = toy_hub.settings.with_(database_url=None)
+    with HubDB(hub_settings) as db:
+        add_model(db, "m-home", "toy:m-home", {"id": "m-home"}, architecture="toy", state="checking")
+        enqueue_label_jobs(db, "m-home", [NODES[:2]], graph_version="g1")
     monkeypatch.setenv("VLMHUB_HOME", str(hub_settings.home.parent / "elsewhere"))
     rc, out, _ = _run(capsys, "db", "jobs", "--home", str(hub_settings.home), "--json")
     assert rc == 0 and [(m["model_id"], m["queued"]) for m in json.loads(out)["models"]] == [("m-home", 1)]
