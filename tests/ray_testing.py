@@ -1,9 +1,22 @@
-"""Helpers of the Ray tests (tests/test_ray_labeling.py, tests/test_submission_ray.py): a model wrapper that Ray
-can ship to its workers, and the stored label bytes two runs are compared by."""
+"""Helpers of the Ray tests (tests/test_ray_labeling.py, test_ray_predict.py, test_submission_ray.py): the local
+cluster, a model wrapper that Ray can ship to its workers, and the stored label bytes two runs are compared by."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+
+
+@contextlib.contextmanager
+def local_ray():
+    """The Ray tests' cluster: a local Ray of 2 CPUs with a small object store (it fits CI), shut down after."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 def ship_by_value(ray, *modules) -> None:

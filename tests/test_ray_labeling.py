@@ -11,16 +11,15 @@ import json
 
 import pytest
 from many_captions import with_many_captions
-from ray_testing import Delegate, DiesOnce, Killer, label_bytes, ship_by_value
+from ray_testing import Delegate, DiesOnce, Killer, label_bytes, local_ray, ship_by_value
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
 
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with local_ray() as cluster:
+        yield cluster
 
 
 class _Recorded(Delegate):

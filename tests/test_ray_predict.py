@@ -13,6 +13,8 @@ import json
 import numpy as np
 import pytest
 
+from ray_testing import local_ray
+
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
 pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed (pip install 'vlmhub[ray]')")
 
@@ -21,9 +23,8 @@ TOYS = "toy-a,toy-b,toy-c"
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    with local_ray() as cluster:
+        yield cluster
 
 
 def _files(color_data):

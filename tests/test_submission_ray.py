@@ -13,7 +13,7 @@ import json
 import sys
 
 import pytest
-from ray_testing import Delegate, DiesOnce, Killer, label_bytes, ship_by_value
+from ray_testing import Delegate, DiesOnce, Killer, label_bytes, local_ray, ship_by_value
 
 from vlmhub.submission.sandbox import SandboxLimits
 from vlmhub.submission.workflow import WorkflowConfig, compute_shard, process
@@ -24,10 +24,9 @@ TOYS = ("toy-a", "toy-b", "toy-c")
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vlmhub[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    ship_by_value(ray, sys.modules[__name__])
-    yield ray
-    ray.shutdown()
+    with local_ray() as cluster:
+        ship_by_value(cluster, sys.modules[__name__])
+        yield cluster
 
 
 def _ray_options(**kw):

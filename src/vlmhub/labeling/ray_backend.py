@@ -152,6 +152,18 @@ class _RayStage:
         RayOptions(workers=concurrency, num_cpus=num_cpus, max_retries=max_retries)  # validates
         self.concurrency, self.num_cpus, self.max_retries = concurrency, num_cpus, max_retries
 
+    def _batches(self, ray: Any, udf: type, models: Sequence[ZeroShotModel], chunks: list) -> Iterator[dict]:
+        """The output batches of ``udf`` (a callable class of ``models`` and ``chunks``) over every chunk number:
+        the models and the chunk list go into the object store once (held here until the last chunk is in)."""
+        ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
+        models_ref, chunks_ref = ray.put(list(models)), ray.put(chunks)
+        out = ds.map_batches(udf, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
+                             batch_size=1, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(chunks))),
+                             num_cpus=self.num_cpus,
+                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
+        yield from out.iter_batches(batch_size=None, batch_format="numpy")  # this frame holds the refs meanwhile
+
 
 class RayImageBackend(_RayStage):
     """An :data:`~vlmhub.labeling.labeler.ImageBackend` running :class:`ChunkEmbedder` on Ray Data.
@@ -164,16 +176,8 @@ class RayImageBackend(_RayStage):
         ray = import_ray()
         if not chunks:
             return
-        ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
-        # the models and the chunk list go into the object store once (held here until the last chunk is in)
-        models_ref, chunks_ref = ray.put(list(group)), ray.put([list(c) for c in chunks])
-        out = ds.map_batches(ChunkEmbedder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
-                             batch_size=1, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(chunks))),
-                             num_cpus=self.num_cpus,
-                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
         pending: dict[int, dict[int, list]] = {}
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in self._batches(ray, ChunkEmbedder, group, [list(c) for c in chunks]):
             for r in range(len(batch["chunk"])):
                 ci, row = int(batch["chunk"][r]), int(batch["row"][r])
                 pending.setdefault(ci, {})[row] = [batch[f"emb_{j}"][r] for j in range(len(group))]
@@ -226,16 +230,8 @@ class RayTextBackend(_RayStage):
         ray = import_ray()
         if not chunks:
             return
-        ds = ray.data.from_items([{"chunk": i} for i in range(len(chunks))], override_num_blocks=len(chunks))
-        # the models and the captions go into the object store once (held here until the last chunk is in)
-        models_ref, chunks_ref = ray.put(list(models)), ray.put([(j, list(c)) for j, c in chunks])
-        out = ds.map_batches(CaptionEncoder, fn_constructor_kwargs={"models": models_ref, "chunks": chunks_ref},
-                             batch_size=1, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=min(self.concurrency, len(chunks))),
-                             num_cpus=self.num_cpus,
-                             max_restarts=self.max_retries, max_task_retries=self.max_retries)
         seen: set[int] = set()
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in self._batches(ray, CaptionEncoder, models, [(j, list(c)) for j, c in chunks]):
             for r in range(len(batch["chunk"])):
                 ci = int(batch["chunk"][r])
                 if ci in seen:

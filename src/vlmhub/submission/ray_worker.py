@@ -116,10 +116,6 @@ class RayShardPool:
             self.handles = [remote.remote(self.settings, self.load) for _ in range(self.options.workers)]
         return self.handles
 
-    def forget(self) -> None:
-        """Drop the actors (one died for good): the next step starts new ones."""
-        self.close()
-
     def close(self) -> None:
         """End the actors (their weights are freed)."""
         for h in self.handles:
@@ -222,8 +218,8 @@ def label_on_ray(db: "HubDB", settings: Settings, worker_id: str, config: "Workf
                 _release(db, lease)
         raise
     finally:
-        if broken:
-            pool.forget()
+        if broken:  # an actor died for good: the next step starts new ones
+            pool.close()
     return RayLabelStats(model_id, tuple(lease.shard for lease in leases), pool.options.workers,
                          finished, failed, lost)
 
