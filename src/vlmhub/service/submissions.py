@@ -48,10 +48,16 @@ class HubDBHandle:
             return self._db
 
     def existing(self):
-        """The database if it exists already (open, a ``VLMHUB_DATABASE_URL``, or ``<home>/hub.db``), else ``None``:
-        read-only pages never create one."""
+        """The database if it exists already (open, or :func:`vlmhub.hubdb.engine.database_exists`), else
+        ``None``: read-only pages never create one. Without the database extra there is none."""
         with self._lock:
-            there = self._db is not None or bool(self.settings.database_url) or (self.settings.home / "hub.db").exists()
+            there = self._db is not None
+        if not there:
+            try:
+                from ..hubdb.engine import database_exists
+            except ImportError:  # SQLAlchemy is not installed (vlmhub[db]): no hub database can exist here
+                return None
+            there = database_exists(self.settings)
         return self.get() if there else None
 
     def close(self) -> None:
